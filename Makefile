@@ -1,0 +1,43 @@
+# Set-up and the everyday commands. Every target installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= $(HOME)/data/rvq
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install system-deps demo test test-slow data bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torchaudio from PyPI loads only beside its own torch release: install the pair first.
+	$(PY) -m pip install -q torch==2.9.1 torchaudio==2.9.1
+	$(PY) -m pip install -q -e '.[train,eval,data,semantic,export,dev]'
+	$(PY) -m pip check
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+# ffmpeg (libopus, codec2, GSM, Speex baselines and G.722 decoding) and sox.
+system-deps:
+	@command -v ffmpeg >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ffmpeg sox >/dev/null; \
+	  else echo "ffmpeg is missing: run 'sudo apt-get install ffmpeg sox'"; exit 1; fi; }
+
+demo: install
+	$(PY) -m codec.demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+data: install
+	$(PY) -m train.corpus --out $(DATA_DIR)
+
+lint: install
+	$(VENV)/bin/ruff check codec train eval tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

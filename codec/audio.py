@@ -1,0 +1,101 @@
+"""Reading, writing and resampling audio files.
+
+Files are read with soundfile (WAV, FLAC, OGG/Vorbis, MP3 and whatever else
+libsndfile reads) as float32 ``[C, T]`` in [-1, 1]; every channel is kept.
+Mono models take multichannel audio either mixed down (``mono=True``, the
+mean of the channels) or one channel per batch item, as the caller chooses.
+Resampling uses torchaudio's windowed-sinc resampler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch import Tensor
+
+from codec.errors import InputError
+
+#: Output formats chosen from the file extension, with their default subtype.
+WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+
+def resample(wav: Tensor, orig_rate: int, target_rate: int) -> Tensor:
+    """Resamples ``wav`` [..., T] from ``orig_rate`` to ``target_rate`` Hz (no-op if equal)."""
+    if orig_rate <= 0 or target_rate <= 0:
+        raise InputError(f"sample rates must be positive, got {orig_rate} and {target_rate}")
+    if orig_rate == target_rate:
+        return wav
+    return AF.resample(wav, orig_rate, target_rate)
+
+
+def read_info(path: str | Path) -> sf._SoundFileInfo:
+    """soundfile's info (rate, channels, frames) of ``path``, or :class:`InputError`."""
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise InputError(f"cannot read audio file {path}: {e}") from None
+
+
+def load(path: str | Path, target_rate: int | None = None, mono: bool = False) -> tuple[Tensor, int]:
+    """Loads an audio file.
+
+    Args:
+        path: Any file soundfile reads.
+        target_rate: Resample to this rate (default: keep the file's rate).
+        mono: Average the channels into one.
+
+    Returns:
+        ``(wav [C, T] float32, sample_rate)``.
+
+    Raises:
+        InputError: If the file is missing, unreadable or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file {path} does not exist")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise InputError(f"cannot read audio file {path}: {e}") from None
+    if data.shape[0] == 0:
+        raise InputError(f"audio file {path} holds no samples")
+    wav = torch.from_numpy(data.T.copy())  # [C, T]
+    if mono:
+        wav = wav.mean(dim=0, keepdim=True)
+    if target_rate is not None:
+        wav = resample(wav, rate, target_rate)
+        rate = target_rate
+    return wav, rate
+
+
+def save(path: str | Path, wav: Tensor, sample_rate: int, subtype: str | None = None) -> None:
+    """Writes ``wav`` [C, T] to ``path`` atomically (temporary file, then rename).
+
+    The format comes from the extension (``.wav``, ``.flac``, ``.ogg``);
+    samples are clipped to [-1, 1]. On any failure no file is left behind.
+
+    Raises:
+        InputError: On an unknown extension or a tensor that is not [C, T].
+    """
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot choose an audio format for {path.name}; use one of {', '.join(WRITE_FORMATS)}")
+    if wav.dim() != 2:
+        raise InputError(f"expected audio shaped [C, T] to save, got {tuple(wav.shape)}")
+    data = wav.detach().float().clamp(-1, 1).cpu().numpy().T  # [T, C]
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        sf.write(tmp, data, sample_rate, format=fmt[0], subtype=subtype or fmt[1])
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

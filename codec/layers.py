@@ -1,0 +1,154 @@
+"""Causal, streamable building blocks: convolution, transposed convolution, LSTM.
+
+Padding is all on the left, so an output sample never depends on a later
+input sample. For a convolution of kernel ``k``, stride ``s`` and dilation
+``d`` (effective kernel ``e = (k - 1) * d + 1``)::
+
+    input   [ e - s zeros | x0 x1 x2 ... ]      offline: zeros on the left
+    state   [ last e - s samples seen ]          streaming: the past instead
+
+and an input of ``n * s`` samples gives exactly ``n`` outputs. A transposed
+convolution of kernel ``k`` and stride ``s`` makes ``(n - 1) * s + k`` samples
+from ``n`` frames; the first ``n * s`` are final, the last ``k - s`` still
+receive contributions from the next frame and are kept as state::
+
+    frames  f0        f1        f2
+    output  [--s--|k-s]
+                  [--s--|k-s]
+                        [--s--|k-s]  -> pending overlap, added to the next call
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from codec.streaming import StreamingModule
+
+
+@dataclass
+class ConvState:
+    """Past input samples of a causal convolution, ``[B, C, e - s]`` at rest."""
+
+    previous: torch.Tensor
+
+
+class StreamingConv1d(StreamingModule[ConvState]):
+    """Causal 1-d convolution with weight norm.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Kernel size.
+        stride: Stride; an input of ``n * stride`` samples gives ``n`` outputs.
+        dilation: Dilation.
+        bias: Whether to add a bias.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv = weight_norm(
+            nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias)
+        )
+        self.stride = stride
+        self.effective_kernel = (kernel_size - 1) * dilation + 1
+        self.context = self.effective_kernel - stride
+
+    def init_state(self, x: torch.Tensor) -> ConvState:
+        return ConvState(x.new_zeros(x.shape[0], x.shape[1], max(self.context, 0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolves ``x`` [B, C_in, T] into [B, C_out, (T + buffered) // stride]."""
+        state = self.get_state(x)
+        x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
+        n_frames = max((x.shape[-1] - self.effective_kernel) // self.stride + 1, 0)
+        consumed = n_frames * self.stride
+        self.set_state(ConvState(x[..., consumed:]))
+        if n_frames == 0:
+            return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
+        return self.conv(x[..., : consumed + self.context])
+
+
+@dataclass
+class ConvTransposeState:
+    """Output samples that still overlap the next frame, ``[B, C_out, k - s]``."""
+
+    pending: torch.Tensor
+
+
+class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
+    """Causal 1-d transposed convolution with weight norm; ``n`` frames give ``n * stride`` samples.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Kernel size, at least ``stride``.
+        stride: Upsampling factor.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        if kernel_size < stride:
+            raise ValueError(f"kernel_size {kernel_size} must be >= stride {stride}")
+        self.convtr = weight_norm(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, bias=False))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.stride = stride
+        self.overlap = kernel_size - stride
+
+    def init_state(self, x: torch.Tensor) -> ConvTransposeState:
+        return ConvTransposeState(x.new_zeros(x.shape[0], self.convtr.out_channels, self.overlap))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Upsamples ``x`` [B, C_in, F] to [B, C_out, F * stride]."""
+        state = self.get_state(x)
+        n_out = x.shape[-1] * self.stride
+        if x.shape[-1] == 0:
+            return x.new_zeros(x.shape[0], self.convtr.out_channels, 0)
+        y = self.convtr(x)  # [B, C_out, n_out + overlap]
+        y = torch.cat([y[..., : self.overlap] + state.pending, y[..., self.overlap :]], dim=-1)
+        self.set_state(ConvTransposeState(y[..., n_out:]))
+        return y[..., :n_out] + self.bias[:, None]
+
+
+@dataclass
+class LSTMState:
+    """Hidden and cell states, each ``[num_layers, B, C]``."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+
+
+class StreamingLSTM(StreamingModule[LSTMState]):
+    """Unidirectional LSTM over ``[B, C, T]`` with a skip connection (output = LSTM(x) + x).
+
+    Args:
+        dimension: Channels in and out.
+        num_layers: LSTM layers.
+    """
+
+    def __init__(self, dimension: int, num_layers: int = 2) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(dimension, dimension, num_layers)
+
+    def init_state(self, x: torch.Tensor) -> LSTMState:
+        shape = (self.lstm.num_layers, x.shape[0], self.lstm.hidden_size)
+        return LSTMState(x.new_zeros(shape), x.new_zeros(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Runs the LSTM over time; ``x`` and the result are [B, C, T]."""
+        state = self.get_state(x)
+        seq = x.permute(2, 0, 1)  # [T, B, C]
+        y, (h, c) = self.lstm(seq, (state.h, state.c))
+        self.set_state(LSTMState(h, c))
+        return y.permute(1, 2, 0) + x  # [B, C, T]

@@ -1,0 +1,318 @@
+"""The codec: SEANet encoder, residual vector quantizer, SEANet decoder.
+
+    wav [B, C, T] --encoder--> z [B, D, F] --RVQ--> codes [B, n_q, F]
+    codes --RVQ decode--> z_hat [B, D, F] --decoder--> wav_hat [B, C, F * hop]
+
+``F = ceil(T / hop)``: the input is zero-padded on the right to whole frames
+and the decoded signal is cropped back to ``T``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from codec import streaming as streaming_lib
+from codec.config import CodecConfig, from_dict, to_dict
+from codec.errors import BandwidthError, InputError, ModelNotFoundError, SampleRateError
+from codec.quantization import QuantizerOutput, ResidualVectorQuantizer
+from codec.seanet import SEANetDecoder, SEANetEncoder
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+@dataclass
+class EncodedAudio:
+    """Codes of a batch of signals and what is needed to decode them.
+
+    Attributes:
+        codes: Integer codes ``[B, n_q, F]``.
+        lengths: Samples of each original signal ``[B]``; decoding crops to them.
+        frame_lengths: Valid frames of each item ``[B]`` (``ceil(length / hop)``).
+    """
+
+    codes: Tensor
+    lengths: Tensor
+    frame_lengths: Tensor
+
+    @property
+    def n_q(self) -> int:
+        """Codebooks used."""
+        return self.codes.shape[1]
+
+
+@dataclass
+class CodecOutput:
+    """Training forward output: ``wav_hat`` [B, C, T] and the quantizer's output."""
+
+    wav_hat: Tensor
+    quantizer: QuantizerOutput
+
+
+class Codec(nn.Module):
+    """A streamable neural audio codec.
+
+    Args:
+        config: Architecture and quantizer settings.
+    """
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = SEANetEncoder(config)
+        self.quantizer = ResidualVectorQuantizer(config)
+        self.decoder = SEANetDecoder(config)
+
+    # ----- properties -------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate in Hz."""
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per frame."""
+        return self.config.hop_length
+
+    @property
+    def frame_rate_hz(self) -> float:
+        """Frames per second."""
+        return self.config.frame_rate_hz
+
+    @property
+    def bandwidths_kbps(self) -> tuple[float, ...]:
+        """Supported nominal bitrates, one per codebook count ``1..n_q``."""
+        return self.config.bandwidths_kbps
+
+    @property
+    def model_id(self) -> str:
+        """First 16 hex digits of a SHA-256 over the config and every weight and buffer."""
+        digest = hashlib.sha256(json.dumps(to_dict(self.config), sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def n_q_for_bandwidth(self, bandwidth_kbps: float | None) -> int:
+        """Codebooks needed for ``bandwidth_kbps`` (all of them for ``None``).
+
+        Raises:
+            BandwidthError: If the bandwidth is not one of :attr:`bandwidths_kbps`.
+        """
+        if bandwidth_kbps is None:
+            return self.config.n_q
+        for n, kbps in enumerate(self.bandwidths_kbps, start=1):
+            if math.isclose(kbps, bandwidth_kbps, rel_tol=1e-3):
+                return n
+        supported = ", ".join(f"{b:g}" for b in self.bandwidths_kbps)
+        raise BandwidthError(f"bandwidth {bandwidth_kbps:g} kbps is not supported; choose one of: {supported}")
+
+    # ----- streaming --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def streaming(self, batch_size: int = 1) -> Iterator[None]:
+        """Keeps the state of every causal layer between calls (see :mod:`codec.streaming`).
+
+        Inside the context, :meth:`encode` takes chunks of a multiple of
+        :attr:`hop_length` samples and :meth:`decode` returns every sample of
+        the frames it is given; the concatenated outputs equal offline ones.
+        """
+        with streaming_lib.streaming(self, batch_size):
+            yield
+
+    @property
+    def is_streaming(self) -> bool:
+        """Whether a :meth:`streaming` context is active."""
+        return self.encoder[0].is_streaming
+
+    # ----- encode / decode --------------------------------------------------------------------
+    def _check_wav(self, wav: Tensor, sample_rate: int | None) -> None:
+        if not isinstance(wav, Tensor):
+            raise InputError(f"expected a torch.Tensor of audio, got {type(wav).__name__}")
+        if wav.dim() != 3:
+            hint = " (add a batch axis with wav[None])" if wav.dim() == 2 else ""
+            raise InputError(f"expected audio shaped [B, C, T], got {wav.dim()} dimensions {tuple(wav.shape)}{hint}")
+        if wav.shape[1] != self.config.channels:
+            raise InputError(
+                f"the model takes {self.config.channels} channel(s), got {wav.shape[1]}; "
+                "mix down or encode each channel as its own batch item"
+            )
+        if wav.shape[-1] == 0 or wav.shape[0] == 0:
+            raise InputError(f"audio is empty (shape {tuple(wav.shape)})")
+        if not wav.is_floating_point():
+            raise InputError(f"audio must be floating point in [-1, 1], got {wav.dtype}")
+        if not torch.isfinite(wav).all():
+            raise InputError("audio contains NaN or Inf samples; clean or clip it before encoding")
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            raise SampleRateError(
+                f"audio is at {sample_rate} Hz but the model expects {self.sample_rate} Hz; "
+                "resample first (codec.audio.resample or codec.audio.load(path, target_rate))"
+            )
+
+    def _lengths(self, wav: Tensor, lengths: Tensor | None) -> Tensor:
+        total = wav.shape[-1]
+        if lengths is None:
+            return torch.full((wav.shape[0],), total, dtype=torch.long, device=wav.device)
+        lengths = torch.as_tensor(lengths, dtype=torch.long, device=wav.device)
+        if lengths.shape != (wav.shape[0],) or (lengths < 1).any() or (lengths > total).any():
+            raise InputError(f"lengths must hold one value in 1..{total} per batch item, got {lengths.tolist()}")
+        return lengths
+
+    def _pad(self, wav: Tensor, lengths: Tensor) -> Tensor:
+        """Zeroes samples past each length and right-pads to whole frames: [B, C, F * hop]."""
+        mask = torch.arange(wav.shape[-1], device=wav.device) < lengths[:, None]  # [B, T]
+        wav = wav * mask[:, None, :]
+        pad = -wav.shape[-1] % self.hop_length
+        return nn.functional.pad(wav, (0, pad))
+
+    @torch.no_grad()
+    def encode(
+        self,
+        wav: Tensor,
+        bandwidth_kbps: float | None = None,
+        lengths: Tensor | None = None,
+        sample_rate: int | None = None,
+    ) -> EncodedAudio:
+        """Encodes audio to codes.
+
+        Args:
+            wav: Audio ``[B, C, T]`` at :attr:`sample_rate`, floats in [-1, 1].
+            bandwidth_kbps: Target bitrate, one of :attr:`bandwidths_kbps`
+                (default: all codebooks).
+            lengths: Valid samples of each item ``[B]`` for a padded batch. The
+                codes of each item equal those of encoding it alone.
+            sample_rate: If given, checked against the model's rate.
+
+        Returns:
+            :class:`EncodedAudio` with codes ``[B, n_q, ceil(T / hop)]``.
+
+        Raises:
+            InputError: Wrong rank, channels, dtype, empty or non-finite audio,
+                or (when streaming) a chunk that is not whole frames.
+            SampleRateError: ``sample_rate`` differs from the model's.
+            BandwidthError: Unsupported ``bandwidth_kbps``.
+        """
+        self._check_wav(wav, sample_rate)
+        n_q = self.n_q_for_bandwidth(bandwidth_kbps)
+        if self.is_streaming and wav.shape[-1] % self.hop_length:
+            raise InputError(
+                f"streaming chunks must be a multiple of {self.hop_length} samples, got {wav.shape[-1]}"
+            )
+        lengths = self._lengths(wav, lengths)
+        z = self.encoder(self._pad(wav, lengths))  # [B, D, F]
+        codes = self.quantizer.encode(z, n_q)  # [B, n_q, F]
+        frame_lengths = (lengths + self.hop_length - 1) // self.hop_length
+        return EncodedAudio(codes=codes, lengths=lengths, frame_lengths=frame_lengths)
+
+    @torch.no_grad()
+    def decode(self, encoded: EncodedAudio | Tensor) -> Tensor:
+        """Decodes codes back to audio.
+
+        Args:
+            encoded: :class:`EncodedAudio` (output cropped to its lengths) or a
+                code tensor ``[B, n, F]`` with ``n <= n_q`` (output ``F * hop``).
+
+        Returns:
+            Audio ``[B, C, T]``.
+
+        Raises:
+            InputError: Codes of the wrong rank, range or codebook count.
+        """
+        codes = encoded.codes if isinstance(encoded, EncodedAudio) else encoded
+        self._check_codes(codes)
+        wav = self.decoder(self.quantizer.decode(codes))  # [B, C, F * hop]
+        if isinstance(encoded, EncodedAudio) and not self.is_streaming:
+            wav = wav[..., : int(encoded.lengths.max())]
+            mask = torch.arange(wav.shape[-1], device=wav.device) < encoded.lengths[:, None]
+            wav = wav * mask[:, None, :]
+        return wav
+
+    def _check_codes(self, codes: Tensor) -> None:
+        if not isinstance(codes, Tensor) or codes.dim() != 3:
+            shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
+            raise InputError(f"expected codes shaped [B, n_q, F], got {shape}")
+        if codes.is_floating_point():
+            raise InputError(f"codes must be integers, got {codes.dtype}")
+        if not 1 <= codes.shape[1] <= self.config.n_q:
+            raise InputError(f"codes have {codes.shape[1]} codebooks; the model has 1 to {self.config.n_q}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
+            raise InputError(f"codes must lie in 0..{self.config.codebook_size - 1}")
+
+    def forward(self, wav: Tensor, n_q: int | None = None) -> CodecOutput:
+        """Training pass: reconstructs ``wav`` [B, C, T] (T a multiple of the hop) with gradients.
+
+        In training mode the quantizer updates its codebooks and applies
+        quantizer dropout.
+        """
+        z = self.encoder(wav)  # [B, D, F]
+        q = self.quantizer(z, n_q)
+        return CodecOutput(wav_hat=self.decoder(q.quantized), quantizer=q)
+
+    # ----- persistence ------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Writes ``config.json`` and ``model.safetensors`` to ``directory``, each atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        meta = {"config": to_dict(self.config), "model_id": self.model_id, "format": 1}
+        _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"model_id": meta["model_id"]}))
+        _atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, map_location: str = "cpu") -> Codec:
+        """Loads a model saved by :meth:`save_pretrained`.
+
+        Args:
+            name_or_path: A directory, or the name of a model bundled with the
+                package (see :func:`pretrained_names`).
+            map_location: Device for the weights.
+
+        Raises:
+            ModelNotFoundError: If neither a directory nor a bundled name matches.
+        """
+        path = Path(name_or_path)
+        if not (path / CONFIG_FILE).is_file():
+            bundled = PRETRAINED_DIR / str(name_or_path)
+            if not (bundled / CONFIG_FILE).is_file():
+                names = ", ".join(pretrained_names()) or "none"
+                raise ModelNotFoundError(
+                    f"no model at {str(name_or_path)!r}: not a directory with {CONFIG_FILE} and not a "
+                    f"bundled model (bundled: {names})"
+                )
+            path = bundled
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        model = cls(from_dict(CodecConfig, meta["config"]))
+        model.load_state_dict(load_file(path / WEIGHTS_FILE, device=map_location))
+        return model.to(map_location).eval()
+
+
+def pretrained_names() -> list[str]:
+    """Names of the models shipped inside the package."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - a callable taking a path
+    """Calls ``write(tmp_path)`` then renames onto ``path``; removes the temporary file on failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,85 @@
+"""Causal SEANet encoder and decoder (the convolutional backbone of EnCodec).
+
+Encoder, for decoder ratios ``(8, 5, 4, 2)`` and ``n_filters = C``::
+
+    wav [B, 1, T] -> conv k7 -> C
+      -> [res block, ELU, conv k4 /2] -> 2C      (strides in reverse order)
+      -> [res block, ELU, conv k8 /4] -> 4C
+      -> [res block, ELU, conv k10 /5] -> 8C
+      -> [res block, ELU, conv k16 /8] -> 16C
+      -> LSTM (+skip) -> ELU -> conv k7 -> latent [B, D, T / 320]
+
+The decoder mirrors it with transposed convolutions. Every layer is causal
+and streamable (see :mod:`codec.layers`).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from codec.config import CodecConfig
+from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM
+
+
+class ResidualBlock(nn.Module):
+    """``x + conv1x1(ELU(conv_k_dilated(ELU(x))))`` with narrowed hidden channels.
+
+    Args:
+        channels: Channels in and out.
+        kernel_size: Kernel of the dilated convolution.
+        dilation: Its dilation.
+        compress: Hidden channels are ``channels // compress``.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int, compress: int) -> None:
+        super().__init__()
+        hidden = max(channels // compress, 1)
+        self.block = nn.Sequential(
+            nn.ELU(),
+            StreamingConv1d(channels, hidden, kernel_size, dilation=dilation),
+            nn.ELU(),
+            StreamingConv1d(hidden, channels, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, C, T] -> [B, C, T]."""
+        return x + self.block(x)
+
+
+def _residual_stack(channels: int, config: CodecConfig) -> list[nn.Module]:
+    return [
+        ResidualBlock(channels, config.residual_kernel_size, config.dilation_base**j, config.compress)
+        for j in range(config.n_residual_layers)
+    ]
+
+
+class SEANetEncoder(nn.Sequential):
+    """Waveform ``[B, channels, T]`` to latent ``[B, dimension, T / hop]``."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        channels = config.n_filters
+        layers: list[nn.Module] = [StreamingConv1d(config.channels, channels, config.kernel_size)]
+        for ratio in reversed(config.ratios):
+            layers += _residual_stack(channels, config)
+            layers += [nn.ELU(), StreamingConv1d(channels, 2 * channels, 2 * ratio, stride=ratio)]
+            channels *= 2
+        if config.lstm_layers:
+            layers.append(StreamingLSTM(channels, config.lstm_layers))
+        layers += [nn.ELU(), StreamingConv1d(channels, config.dimension, config.last_kernel_size)]
+        super().__init__(*layers)
+
+
+class SEANetDecoder(nn.Sequential):
+    """Latent ``[B, dimension, F]`` to waveform ``[B, channels, F * hop]``."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        channels = config.n_filters * 2 ** len(config.ratios)
+        layers: list[nn.Module] = [StreamingConv1d(config.dimension, channels, config.kernel_size)]
+        if config.lstm_layers:
+            layers.append(StreamingLSTM(channels, config.lstm_layers))
+        for ratio in config.ratios:
+            layers += [nn.ELU(), StreamingConvTranspose1d(channels, channels // 2, 2 * ratio, stride=ratio)]
+            channels //= 2
+            layers += _residual_stack(channels, config)
+        layers += [nn.ELU(), StreamingConv1d(channels, config.channels, config.last_kernel_size)]
+        super().__init__(*layers)
