@@ -1,0 +1,54 @@
+"""The ``codec`` command line.
+
+Each feature module contributes its sub-commands through a function
+``register(subparsers)`` that adds parsers whose ``func`` default takes the
+parsed arguments and returns an exit code. User errors (:class:`CodecError`)
+print one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from codec.errors import CodecError
+
+#: Modules that contribute sub-commands, in help order.
+COMMAND_MODULES = ("codec.compress", "codec.tokens", "train.cli", "eval.cli", "codec.export")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available sub-command."""
+    parser = argparse.ArgumentParser(prog="codec", description="rvq-codec: neural audio compression and tokens")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and (e.name == name or name.startswith(e.name + ".")):
+                continue  # the feature is not part of this installation
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CodecError as e:
+        print(f"codec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"codec {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
