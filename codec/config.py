@@ -188,13 +188,16 @@ def load_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None =
         An instance of ``cls``.
 
     Raises:
-        ConfigError: If the file is missing, not a mapping, or has a bad key.
+        ConfigError: If the file is missing, not valid YAML, not a mapping, or has a bad key.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     for dotted, value in (overrides or {}).items():
@@ -215,14 +218,17 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Parses ``key=value`` command-line overrides; values are read as YAML scalars.
 
     Raises:
-        ConfigError: If an item has no ``=``.
+        ConfigError: If an item has no ``=`` or its value is not valid YAML.
     """
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (for example optim.lr=1e-3)")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {e}") from None
     return out
 
 
