@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,17 @@ import yaml
 from codec.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-3`` is a float (YAML 1.2) rather than a string (YAML 1.1)."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +207,7 @@ def load_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None =
         raise ConfigError(f"config file {path} does not exist")
     with open(path, encoding="utf-8") as f:
         try:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_ConfigLoader) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -226,7 +238,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override {item!r} must look like key=value (for example optim.lr=1e-3)")
         key, raw = item.split("=", 1)
         try:
-            out[key.strip()] = yaml.safe_load(raw)
+            out[key.strip()] = yaml.load(raw, Loader=_ConfigLoader)
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: the value is not valid YAML: {e}") from None
     return out
