@@ -1,0 +1,515 @@
+"""Compressing audio files to the rvq-codec format and back (docs/format.md).
+
+    codec compress IN OUT [--kbps K] [--model M] [--no-entropy] [--quiet]
+    codec decompress IN OUT [--model M] [--quiet]
+    codec info FILE
+    codec truncate IN OUT --kbps K
+
+``-`` stands for stdin or stdout. Audio of any rate and channel count is
+resampled to the model rate and its channels coded as independent batch
+items; decompression restores the original rate and channels.
+
+Long files are processed one chunk at a time with the streaming state of
+the model carried across chunks, so the output equals an offline
+encode/decode of the whole file and memory does not grow with its length:
+input is read in one-second blocks and resampled block by block
+(:class:`~codec.chunked_resample.ChunkedResampler`, same output as resampling
+whole), the codes of each chunk go to a temporary file and the header,
+which records the exact sample count read, is written before them at the
+end. Standard input is first spooled to a temporary file on disk (audio
+readers need to seek). Every output goes to a temporary file that replaces
+the destination only on success; on any failure, Ctrl-C included, nothing
+is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from codec import bitstream
+from codec.audio import WRITE_FORMATS
+from codec.bitstream import Header
+from codec.chunked_resample import ChunkedResampler
+from codec.entropy import EntropyTables, decode_codes, encode_codes
+from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
+from codec.model import CONFIG_FILE, PRETRAINED_DIR, Codec, pretrained_names
+
+#: Bundled model used when no ``--model`` is given.
+DEFAULT_MODEL = "speech-16khz"
+#: Files at least this long get a progress bar.
+PROGRESS_MIN_SECONDS = 5.0
+STDIO = "-"
+
+
+# ----- models -------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """A codec with the name recorded in files and its entropy tables.
+
+    Attributes:
+        codec: The model, in eval mode.
+        name: Bundled model name, or the config name for a model from a directory.
+        tables: Its entropy tables (uniform if the model has none).
+        model_id: ``codec.model_id``, computed once.
+    """
+
+    codec: Codec
+    name: str
+    tables: EntropyTables
+    model_id: str
+
+    @classmethod
+    def from_codec(cls, codec: Codec, tables: EntropyTables | None = None) -> LoadedModel:
+        """Wraps an in-memory model (uniform tables unless given)."""
+        config = codec.config
+        if tables is None:
+            tables = EntropyTables.uniform(config.n_q, config.codebook_size)
+        return cls(codec=codec.eval(), name=config.name, tables=tables, model_id=codec.model_id)
+
+
+def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
+    """Loads a model directory (from ``Codec.save_pretrained``) or bundled model, with its tables.
+
+    Args:
+        name_or_path: Directory or bundled name (default: :data:`DEFAULT_MODEL`).
+
+    Raises:
+        ModelNotFoundError: If nothing matches; for the default model, says to pass ``--model``.
+    """
+    if name_or_path is None:
+        if DEFAULT_MODEL not in pretrained_names():
+            raise ModelNotFoundError(
+                f"the default model {DEFAULT_MODEL!r} is not installed; pass --model DIR "
+                "(a directory written by Codec.save_pretrained)"
+            )
+        name_or_path = DEFAULT_MODEL
+    directory = Path(name_or_path)
+    bundled = not (directory / CONFIG_FILE).is_file()
+    codec = Codec.from_pretrained(name_or_path)
+    if bundled:
+        directory = PRETRAINED_DIR / str(name_or_path)
+    config = codec.config
+    tables = EntropyTables.load(directory, config.n_q, config.codebook_size)
+    name = str(name_or_path) if bundled else config.name
+    return LoadedModel(codec=codec, name=name, tables=tables, model_id=codec.model_id)
+
+
+def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, Codec):
+        return LoadedModel.from_codec(model)
+    return load_model(model)
+
+
+def _model_for_file(header: Header, model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
+    """The model to decode ``header``'s file: the one given, else the bundled one it names; checked."""
+    if model is None:
+        if header.model_name not in pretrained_names():
+            raise ModelNotFoundError(
+                f"the file was written by model {header.model_name!r} (id {header.model_id}), which is not "
+                "bundled with rvq-codec; pass --model DIR with that model"
+            )
+        model = header.model_name
+    loaded = _resolve(model)
+    if loaded.model_id != header.model_id:
+        raise ModelMismatchError(
+            f"the file was written by model {header.model_name!r} (id {header.model_id}) but the loaded model "
+            f"is {loaded.name!r} (id {loaded.model_id}); pass --model with the model that wrote the file"
+        )
+    config = loaded.codec.config
+    fields = (header.model_sample_rate, header.hop_length, header.codebook_size)
+    if fields != (config.sample_rate, config.hop_length, config.codebook_size) or header.n_q > config.n_q:
+        raise FormatError("the header contradicts the model whose id it carries: the file is corrupt")
+    if header.entropy_coded and header.entropy_tables != loaded.tables.digest:
+        raise ModelMismatchError(
+            f"the file was entropy-coded with tables {header.entropy_tables} but model {loaded.name!r} has "
+            f"tables {loaded.tables.digest} (its entropy.safetensors); use the model directory that wrote it"
+        )
+    return loaded
+
+
+# ----- files --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _atomic_output(dst: str | Path) -> Iterator[str]:
+    """Yields a temporary path that replaces ``dst`` (or goes to stdout for ``-``) on success only."""
+    to_stdout = str(dst) == STDIO
+    directory = Path(tempfile.gettempdir()) if to_stdout else Path(dst).resolve().parent
+    if not directory.is_dir():
+        raise InputError(f"cannot write {dst}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(str(dst)).name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        if to_stdout:
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _open_binary(src: str | Path) -> Iterator[BinaryIO]:
+    """Opens a compressed file, or stdin for ``-``."""
+    if str(src) == STDIO:
+        yield sys.stdin.buffer
+        return
+    if not Path(src).is_file():
+        raise InputError(f"compressed file {src} does not exist")
+    with open(src, "rb") as f:
+        yield f
+
+
+@contextlib.contextmanager
+def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
+    """Opens an audio file for reading; stdin (``-``) is spooled to a temporary file first."""
+    with contextlib.ExitStack() as stack:
+        if str(src) == STDIO:
+            source = stack.enter_context(tempfile.TemporaryFile())
+            shutil.copyfileobj(sys.stdin.buffer, source)
+            source.seek(0)
+            name = "standard input"
+        else:
+            if not Path(src).is_file():
+                raise InputError(f"audio file {src} does not exist")
+            source, name = str(src), str(src)
+        try:
+            sound = stack.enter_context(sf.SoundFile(source))
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            raise InputError(f"cannot read audio from {name}: {e}") from None
+        if sound.frames == 0:
+            raise InputError(f"audio from {name} holds no samples")
+        yield sound
+
+
+def _output_format(dst: str | Path) -> tuple[str, str]:
+    """soundfile format and subtype for ``dst`` from its extension (WAV for stdout)."""
+    if str(dst) == STDIO:
+        return WRITE_FORMATS[".wav"]
+    fmt = WRITE_FORMATS.get(Path(dst).suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot choose an audio format for {dst}; use one of {', '.join(WRITE_FORMATS)}")
+    return fmt
+
+
+def _progress(seconds: float, enabled: bool) -> tqdm:
+    return tqdm(
+        total=round(seconds, 2), unit="s", unit_scale=True, file=sys.stderr, leave=False,
+        disable=not enabled or seconds < PROGRESS_MIN_SECONDS, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s",
+    )
+
+
+# ----- encoding -----------------------------------------------------------------------------------
+def frames_per_chunk(codec: Codec) -> int:
+    """Frames in one chunk: one second's worth."""
+    return max(1, round(codec.frame_rate_hz))
+
+
+def encode_chunks(
+    codec: Codec, blocks: Iterator[Tensor], channels: int, n_q: int, chunk_frames: int
+) -> Iterator[np.ndarray]:
+    """Encodes a signal given as consecutive model-rate blocks ``[C, n]`` into chunks of codes.
+
+    Runs inside ``codec.streaming``: each chunk of ``chunk_frames`` frames is
+    encoded with the state left by the previous one, and the last is padded
+    with zeros to whole frames, so the concatenated codes equal
+    ``codec.encode`` of the whole signal.
+
+    Yields:
+        Codes ``[C, n_q, f]`` of each chunk (int64).
+    """
+    size = chunk_frames * codec.hop_length
+    pending: list[Tensor] = []
+    held = 0
+    bandwidth = codec.bandwidths_kbps[n_q - 1]
+    with codec.streaming(batch_size=channels):
+        for block in blocks:
+            pending.append(block)
+            held += block.shape[-1]
+            while held >= size:
+                signal = torch.cat(pending, dim=-1)  # [C, held]
+                pending, held = [signal[:, size:]], held - size
+                yield codec.encode(signal[:, None, :size], bandwidth).codes.numpy()
+        if held:
+            signal = torch.cat(pending, dim=-1)  # [C, held]
+            signal = torch.nn.functional.pad(signal, (0, -held % codec.hop_length))
+            yield codec.encode(signal[:, None, :], bandwidth).codes.numpy()
+
+
+def _model_rate_blocks(sound: sf.SoundFile, model_rate: int, counter: list[int], bar: tqdm) -> Iterator[Tensor]:
+    """Reads ``sound`` in one-second blocks resampled to ``model_rate``: [C, n] each.
+
+    Adds the input samples read to ``counter[0]``.
+    """
+    resampler = ChunkedResampler(sound.samplerate, model_rate, sound.channels)
+    for block in sound.blocks(blocksize=sound.samplerate, dtype="float32", always_2d=True):  # [n, C]
+        counter[0] += block.shape[0]
+        bar.update(round(block.shape[0] / sound.samplerate, 2))
+        yield resampler.process(torch.from_numpy(block.T.copy()))
+    yield resampler.flush()
+
+
+def compress(
+    src: str | Path,
+    dst: str | Path,
+    model: LoadedModel | Codec | str | Path | None = None,
+    bandwidth_kbps: float | None = None,
+    entropy_coding: bool = True,
+    progress: bool = False,
+) -> Header:
+    """Compresses an audio file.
+
+    Args:
+        src: Any file soundfile reads, or ``-`` for stdin.
+        dst: Compressed file to write, or ``-`` for stdout.
+        model: A loaded model, a directory or bundled name (default: :data:`DEFAULT_MODEL`).
+        bandwidth_kbps: Nominal bitrate per channel (default: all codebooks).
+        entropy_coding: ANS-code the codes with the model's tables (else bit-pack them).
+        progress: Show a progress bar on stderr for files longer than a few seconds.
+
+    Returns:
+        The header written.
+
+    Raises:
+        InputError: On unreadable, empty or non-finite audio.
+        BandwidthError: On an unsupported bitrate.
+        ModelNotFoundError: If the model cannot be found.
+    """
+    loaded = _resolve(model)
+    codec = loaded.codec
+    if codec.config.channels != 1:
+        raise InputError(f"compress needs a model of a mono network; {loaded.name!r} takes {codec.config.channels}")
+    n_q = codec.n_q_for_bandwidth(bandwidth_kbps)
+    tables = loaded.tables if entropy_coding else None
+    chunk_frames = frames_per_chunk(codec)
+    with _open_audio(src) as sound, tempfile.TemporaryFile() as body, _atomic_output(dst) as tmp:
+        counter, num_frames = [0], 0
+        with _progress(sound.frames / sound.samplerate, progress) as bar:
+            blocks = _model_rate_blocks(sound, codec.sample_rate, counter, bar)
+            for index, codes in enumerate(encode_chunks(codec, blocks, sound.channels, n_q, chunk_frames)):
+                coded = encode_codes(codes, tables, codec.config.codebook_size)
+                body.write(bitstream.chunk_bytes(bitstream.Chunk(index, codes.shape[-1], coded)))
+                num_frames += codes.shape[-1]
+        header = Header(
+            model_id=loaded.model_id, model_name=loaded.name, sample_rate=sound.samplerate,
+            model_sample_rate=codec.sample_rate, channels=sound.channels, num_samples=counter[0],
+            hop_length=codec.hop_length, num_frames=num_frames, frames_per_chunk=chunk_frames, n_q=n_q, codebook_size=codec.config.codebook_size,
+            entropy_coded=entropy_coding, entropy_tables=tables.digest if tables is not None else None,
+        )
+        with open(tmp, "wb") as out:
+            out.write(bitstream.header_bytes(header))
+            body.seek(0)
+            shutil.copyfileobj(body, out)
+    return header
+
+
+# ----- decoding -----------------------------------------------------------------------------------
+def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | None = None) -> Iterator[Tensor]:
+    """Decodes the chunks of ``f`` (positioned after ``header``) to audio at the original rate.
+
+    Runs inside ``codec.streaming`` so the concatenated output equals the
+    offline decode of all codes (cropped to the model-rate length), then
+    resampled to ``header.sample_rate`` as a whole would be.
+
+    Yields:
+        Consecutive blocks ``[C, n]``, ``header.num_samples`` samples in all.
+
+    Raises:
+        FormatError: On a corrupt chunk (naming it).
+    """
+    codec, channels = loaded.codec, header.channels
+    tables = loaded.tables if header.entropy_coded else None
+    resampler = ChunkedResampler(header.model_sample_rate, header.sample_rate, channels)
+    model_left, out_left = header.model_num_samples, header.num_samples
+    with codec.streaming(batch_size=channels):
+        for chunk in bitstream.iter_chunks(f, header):
+            try:
+                codes = decode_codes(chunk.blocks, channels, chunk.num_frames, tables, header.codebook_size)
+            except FormatError as e:
+                raise FormatError(f"chunk {chunk.index}: {e}") from None
+            wav = codec.decode(torch.from_numpy(codes))[:, 0, :model_left]  # [C, n]
+            model_left -= wav.shape[-1]
+            out = resampler.process(wav)[:, :out_left]
+            out_left -= out.shape[-1]
+            if bar is not None:
+                bar.update(round(chunk.num_frames / header.frame_rate_hz, 2))
+            yield out
+    yield resampler.flush()[:, :out_left]
+
+
+def decompress(
+    src: str | Path,
+    dst: str | Path,
+    model: LoadedModel | Codec | str | Path | None = None,
+    progress: bool = False,
+) -> Header:
+    """Decompresses a file to audio at its original rate and channel count.
+
+    Args:
+        src: Compressed file, or ``-`` for stdin.
+        dst: Audio file to write (format from the extension: wav, flac), or ``-`` (WAV on stdout).
+        model: The model that wrote the file (default: the bundled model it names).
+        progress: Show a progress bar on stderr for files longer than a few seconds.
+
+    Returns:
+        The header of the file.
+
+    Raises:
+        FormatError: On a corrupt or truncated file (naming the chunk).
+        ModelMismatchError: If ``model`` is not the one that wrote the file.
+        ModelNotFoundError: If no model is given and the file's is not bundled.
+    """
+    fmt, subtype = _output_format(dst)
+    with _open_binary(src) as f:
+        header = bitstream.read_header(f)
+        loaded = _model_for_file(header, model)
+        with _atomic_output(dst) as tmp, _progress(header.duration_s, progress) as bar:
+            with sf.SoundFile(tmp, "w", header.sample_rate, header.channels, subtype, format=fmt) as out:
+                for block in decode_stream(f, header, loaded, bar):
+                    out.write(block.clamp(-1, 1).T.numpy())
+    return header
+
+
+# ----- inspection and truncation ------------------------------------------------------------------
+@dataclass
+class FileInfo:
+    """A compressed file's header and its measured size.
+
+    Attributes:
+        header: The file's header.
+        file_bytes: Size of the whole file.
+        codebook_bytes: Bytes of each codebook's blocks over all chunks ``[n_q]``.
+    """
+
+    header: Header
+    file_bytes: int
+    codebook_bytes: list[int]
+
+    @property
+    def bits_per_second(self) -> float:
+        """Measured bitrate of the whole file, all channels, header included."""
+        return self.file_bytes * 8 / self.header.duration_s
+
+
+def read_info(src: str | Path) -> FileInfo:
+    """Reads a compressed file through, checking every chunk, and measures it.
+
+    Raises:
+        FormatError: On a corrupt or truncated file.
+    """
+    with _open_binary(src) as f:
+        header = bitstream.read_header(f)
+        sizes = [0] * header.n_q
+        total = len(bitstream.header_bytes(header))
+        for chunk in bitstream.iter_chunks(f, header):
+            sizes = [s + len(b) for s, b in zip(sizes, chunk.blocks)]
+            total += len(bitstream.chunk_bytes(chunk))
+    return FileInfo(header=header, file_bytes=total, codebook_bytes=sizes)
+
+
+def format_info(info: FileInfo) -> str:
+    """The lines ``codec info`` prints."""
+    h = info.header
+    per_codebook = ", ".join(f"{b * 8 / h.duration_s / 1000:.3g}" for b in info.codebook_bytes)
+    entropy = f"yes (tables {h.entropy_tables})" if h.entropy_coded else "no (bit-packed)"
+    rows = [
+        ("format version", str(bitstream.FORMAT_VERSION)),
+        ("model", f"{h.model_name} (id {h.model_id})"),
+        ("sample rate", f"{h.sample_rate} Hz (model: {h.model_sample_rate} Hz)"),
+        ("channels", str(h.channels)),
+        ("duration", f"{h.duration_s:.3f} s ({h.num_samples} samples)"),
+        ("frame rate", f"{h.frame_rate_hz:g} Hz ({h.num_frames} frames in {h.num_chunks} chunks)"),
+        ("codebooks", f"{h.n_q} x {h.codebook_size} entries"),
+        ("bitrate", f"{h.bandwidth_kbps:g} kbps per channel, {h.bandwidth_kbps * h.channels:g} kbps in all (nominal)"),
+        ("entropy coding", entropy),
+        ("measured", f"{info.bits_per_second:.0f} bits per second ({info.file_bytes} bytes)"),
+        ("per codebook", f"{per_codebook} kbps"),
+    ]
+    return "\n".join(f"{name + ':':<16}{value}" for name, value in rows)
+
+
+def truncate(src: str | Path, dst: str | Path, bandwidth_kbps: float) -> Header:
+    """Lowers a file's bitrate by dropping its finest codebooks, without decoding.
+
+    Returns:
+        The header written.
+
+    Raises:
+        BandwidthError: If ``bandwidth_kbps`` is not one the file can be cut to.
+        FormatError: On a corrupt file.
+    """
+    with _open_binary(src) as f:
+        header = bitstream.read_header(f)
+        n_q = bitstream.n_q_for_bandwidth(header, bandwidth_kbps)
+        with _atomic_output(dst) as tmp, open(tmp, "wb") as out:
+            return bitstream.truncate_stream(header, f, out, n_q)
+
+
+# ----- command line -------------------------------------------------------------------------------
+def _run_compress(args: argparse.Namespace) -> int:
+    compress(args.input, args.output, load_model(args.model), args.kbps, not args.no_entropy, not args.quiet)
+    return 0
+
+
+def _run_decompress(args: argparse.Namespace) -> int:
+    decompress(args.input, args.output, args.model, not args.quiet)
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    print(format_info(read_info(args.file)))
+    return 0
+
+
+def _run_truncate(args: argparse.Namespace) -> int:
+    truncate(args.input, args.output, args.kbps)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``compress``, ``decompress``, ``info`` and ``truncate`` to the ``codec`` command."""
+    model_help = f"model directory (Codec.save_pretrained) or bundled name (default: {DEFAULT_MODEL})"
+    p = subparsers.add_parser("compress", help="compress an audio file")
+    p.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count) or - for stdin")
+    p.add_argument("output", help="compressed file, or - for stdout")
+    p.add_argument("--kbps", type=float, default=None, help="bitrate per channel (default: the highest)")
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--no-entropy", action="store_true", help="bit-pack the codes instead of entropy coding them")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_compress)
+
+    p = subparsers.add_parser("decompress", help="decompress to an audio file")
+    p.add_argument("input", help="compressed file, or - for stdin")
+    p.add_argument("output", help="audio file (.wav or .flac), or - for WAV on stdout")
+    p.add_argument("--model", default=None, help="model directory or bundled name (default: the file's model)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_decompress)
+
+    p = subparsers.add_parser("info", help="describe a compressed file and measure its bitrate")
+    p.add_argument("file", help="compressed file, or - for stdin")
+    p.set_defaults(func=_run_info)
+
+    p = subparsers.add_parser("truncate", help="lower a compressed file's bitrate without re-encoding")
+    p.add_argument("input", help="compressed file, or - for stdin")
+    p.add_argument("output", help="smaller compressed file, or - for stdout")
+    p.add_argument("--kbps", type=float, required=True, help="new bitrate per channel")
+    p.set_defaults(func=_run_truncate)
