@@ -1,0 +1,105 @@
+"""The training loop on the tiny config: it learns, resumes exactly, and rejects bad configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from codec.config import load_yaml, parse_overrides
+from codec.errors import ConfigError
+from codec.model import Codec
+from train.config import TrainConfig
+from train.data import load_excerpt, probe
+from train.loop import TrainingError, train, validate
+from train.losses import MelLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+DATA = ROOT / "tests" / "data"
+
+
+def tiny(**overrides: object) -> TrainConfig:
+    base = {"data.train": [str(DATA)], "data.valid": [str(DATA)], "valid_every": 0, "threads": 1}
+    return load_yaml(TrainConfig, TINY, base | overrides)
+
+
+def test_training_lowers_reconstruction_error_on_real_speech(tmp_path: Path) -> None:
+    config = tiny(steps=60, checkpoint_every=60)
+    before = Codec(config.model)
+    exported = train(config, tmp_path / "run", quiet=True)
+    after = Codec.from_pretrained(exported)
+    clips = [load_excerpt(e, 16000, 1.0) for e in probe([str(p) for p in sorted(DATA.glob("*.wav"))], 0.3)]
+    mel = MelLoss(16000, (64, 256, 1024), 32)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        before.train()
+        before(clips[0][None])  # k-means initialise the untrained codebooks on real speech, as training does
+    loss_before = validate(before.eval(), clips, mel)["mel@" + f"{before.bandwidths_kbps[-1]:g}kbps"]
+    loss_after = validate(after, clips, mel)["mel@" + f"{after.bandwidths_kbps[-1]:g}kbps"]
+    assert loss_after < 0.85 * loss_before
+
+
+def test_resume_gives_identical_weights(tmp_path: Path) -> None:
+    straight = train(tiny(steps=6, checkpoint_every=3), tmp_path / "a", quiet=True)
+    train(tiny(steps=3, checkpoint_every=3), tmp_path / "b", quiet=True)
+    resumed = train(tiny(steps=6, checkpoint_every=3), tmp_path / "b", resume=True, quiet=True)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        train(tiny(steps=1), tmp_path / "empty", resume=True, quiet=True)
+
+
+def test_checkpoints_keep_the_last_k(tmp_path: Path) -> None:
+    train(tiny(steps=8, checkpoint_every=2, keep_checkpoints=2), tmp_path / "run", quiet=True)
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["step-00000006", "step-00000008"]
+
+
+def test_trains_on_generated_audio_with_balancer_off_and_lsgan(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    rate = 22050  # resampled to 16 kHz on the fly
+    t = np.arange(rate) / rate
+    for i in range(3):
+        sf.write(tmp_path / f"tone{i}.flac", (0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t)).astype("float32"), rate)
+    config = tiny(**{"data.train": [str(tmp_path)], "data.valid": [], "data.valid_fraction": 0.0, "steps": 4,
+                     "loss.balancer": False, "loss.adversarial_kind": "lsgan", "disc.kinds": ["msstft"],
+                     "disc.msstft_filters": 4, "disc.msstft_windows": [128, 256]})
+    exported = train(config, tmp_path / "run", quiet=True)
+    assert (exported / "model.safetensors").is_file()
+
+
+def test_validation_writes_tensorboard_logs(tmp_path: Path) -> None:
+    train(tiny(steps=2, valid_every=2, log_every=1, checkpoint_every=2), tmp_path / "run", quiet=True)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [({"optim.learning_rate": 1.0}, "optim.learning_rate"), ({"batch_size": "eight"}, "batch_size"),
+     ({"model.ratios": 4}, "model.ratios")],
+    ids=["unknown-key", "wrong-type", "not-a-list"],
+)
+def test_config_errors_name_the_key(overrides: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_yaml(TrainConfig, TINY, overrides)
+
+
+def test_overrides_parse_yaml_values() -> None:
+    assert parse_overrides(["optim.lr=1e-3", "data.train=[a, b]", "steps=5"]) == {
+        "optim.lr": 1e-3, "data.train": ["a", "b"], "steps": 5}
+
+
+def test_shipped_configs_load() -> None:
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        load_yaml(TrainConfig, path)

@@ -1,0 +1,171 @@
+"""Training configuration: frozen dataclasses loaded from small YAML files.
+
+A config file has one section per dataclass below (``model``, ``data``,
+``optim``, ``loss``, ``disc``) plus the top-level fields of
+:class:`TrainConfig`; see ``configs/*.yaml``. Unknown keys and wrong types
+are errors that name the key (:func:`codec.config.load_yaml`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from codec.config import CodecConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where audio comes from and how it is cut.
+
+    Attributes:
+        train: Folders, manifests (``.txt`` one path per line, ``.jsonl`` with
+            ``path`` and optional ``duration_s``) or WebDataset shard patterns
+            (``.tar``, brace expansion allowed) of training audio.
+        valid: The same for validation; empty means a deterministic
+            ``valid_fraction`` of ``train`` chosen by a hash of each path.
+        valid_fraction: Share of files held out when ``valid`` is empty.
+        segment_s: Length of each random training crop in seconds.
+        min_duration_s: Shorter files are skipped; files shorter than a
+            segment are zero-padded.
+        gain_db: Random gain range (±dB) applied to each crop; 0 disables it.
+        channel: ``"mix"`` averages channels, ``"random"`` picks one per crop.
+        num_workers: DataLoader worker processes.
+        valid_items: Validation files evaluated at each validation.
+        valid_seconds: Length of each validation excerpt (from the file start).
+    """
+
+    train: tuple[str, ...] = ()
+    valid: tuple[str, ...] = ()
+    valid_fraction: float = 0.02
+    segment_s: float = 1.0
+    min_duration_s: float = 0.3
+    gain_db: float = 0.0
+    channel: str = "mix"
+    num_workers: int = 1
+    valid_items: int = 16
+    valid_seconds: float = 4.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizers and schedule (AdamW for generator and discriminator).
+
+    Attributes:
+        lr: Generator learning rate.
+        disc_lr: Discriminator learning rate.
+        betas: Adam betas (EnCodec: 0.5, 0.9).
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up steps.
+        decay: ``"none"`` (constant after warm-up) or ``"cosine"`` to ``lr * min_lr_ratio``.
+        min_lr_ratio: Final learning-rate fraction for cosine decay.
+        grad_clip: Max gradient norm (0 disables clipping).
+    """
+
+    lr: float = 3e-4
+    disc_lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    decay: str = "none"
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights; every weight but ``commitment`` goes through the balancer.
+
+    Defaults are EnCodec's (arXiv 2210.13438): waveform L1 0.1, multi-scale mel 1,
+    adversarial 3, feature matching 3, commitment 1 outside the balancer.
+
+    Attributes:
+        l1: Waveform L1 weight.
+        mel: Multi-resolution mel-spectrogram loss weight.
+        adversarial: Generator adversarial loss weight.
+        feature: Feature-matching loss weight.
+        commitment: Quantizer commitment loss weight (not balanced).
+        mel_windows: Window (= FFT) sizes of the mel losses; hop is a quarter.
+        mel_bins: Mel bins of each resolution.
+        adversarial_kind: ``"hinge"`` or ``"lsgan"``.
+        balancer: Use the gradient balancer; else plain weighted sum.
+        balancer_decay: EMA decay of the balancer's gradient norms (EnCodec: 0.999).
+    """
+
+    l1: float = 0.1
+    mel: float = 1.0
+    adversarial: float = 3.0
+    feature: float = 3.0
+    commitment: float = 1.0
+    mel_windows: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+    mel_bins: int = 64
+    adversarial_kind: str = "hinge"
+    balancer: bool = True
+    balancer_decay: float = 0.999
+
+
+@dataclass(frozen=True)
+class DiscConfig:
+    """Discriminators.
+
+    Attributes:
+        kinds: Any of ``"msd"`` (MelGAN multi-scale), ``"mpd"`` (HiFi-GAN
+            multi-period) and ``"msstft"`` (EnCodec multi-scale STFT).
+        mpd_periods: Periods of the MPD (HiFi-GAN: 2, 3, 5, 7, 11).
+        mpd_channels: Channels of the MPD's 2-d convolution stack.
+        msd_scales: Scales of the MSD (raw, x2 and x4 average-pooled).
+        msd_channels: Channels of the MSD's 1-d convolution stack.
+        msstft_filters: Base filters of the MS-STFT discriminator.
+        msstft_windows: Window sizes of the MS-STFT discriminator.
+        start_step: Adversarial and feature losses start at this step.
+        update_prob: Probability of a discriminator update at a step
+            (EnCodec: 2/3).
+    """
+
+    kinds: tuple[str, ...] = ("msd", "mpd")
+    mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    mpd_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)
+    msd_scales: int = 3
+    msd_channels: tuple[int, ...] = (16, 64, 256, 1024, 1024)
+    msstft_filters: int = 32
+    msstft_windows: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    start_step: int = 0
+    update_prob: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run.
+
+    Attributes:
+        model: The codec architecture.
+        data: Data sources and crops.
+        optim: Optimizers.
+        loss: Loss weights.
+        disc: Discriminators.
+        batch_size: Crops per step and process.
+        steps: Total generator steps.
+        seed: Seed of every random choice (data order, crops, quantizer).
+        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (accelerate).
+        log_every: Steps between TensorBoard scalar logs.
+        valid_every: Steps between validations (0 disables).
+        checkpoint_every: Steps between checkpoints.
+        keep_checkpoints: Checkpoints kept on disk (oldest removed first).
+        max_bad_steps: Stop after this many steps with a NaN/Inf loss.
+        threads: Torch intra-op threads (0 leaves torch's default).
+    """
+
+    model: CodecConfig = field(default_factory=CodecConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    disc: DiscConfig = field(default_factory=DiscConfig)
+    batch_size: int = 8
+    steps: int = 100_000
+    seed: int = 0
+    mixed_precision: str = "no"
+    log_every: int = 25
+    valid_every: int = 1000
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    max_bad_steps: int = 50
+    threads: int = 0

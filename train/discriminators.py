@@ -1,0 +1,138 @@
+"""Discriminators: multi-scale (MelGAN), multi-period (HiFi-GAN), multi-scale STFT (EnCodec).
+
+Every sub-discriminator maps a waveform ``[B, 1, T]`` to logits and the list
+of its intermediate feature maps (for the feature-matching loss).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+from train.config import DiscConfig
+
+#: (logits, feature maps) of one sub-discriminator.
+DiscOutput = tuple[Tensor, list[Tensor]]
+
+
+def _run(layers: nn.ModuleList, head: nn.Module, x: Tensor) -> DiscOutput:
+    features = []
+    for layer in layers:
+        x = F.leaky_relu(layer(x), 0.2)
+        features.append(x)
+    return head(x), features
+
+
+class PeriodDiscriminator(nn.Module):
+    """HiFi-GAN period discriminator: the waveform folded into ``[B, 1, T / p, p]``, 2-d convs along time.
+
+    Args:
+        period: Fold period ``p``.
+        channels: Output channels of the strided convolutions.
+    """
+
+    def __init__(self, period: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.period = period
+        layers, prev = [], 1
+        for i, ch in enumerate(channels):
+            stride = (3, 1) if i < len(channels) - 1 else (1, 1)
+            layers.append(weight_norm(nn.Conv2d(prev, ch, (5, 1), stride, padding=(2, 0))))
+            prev = ch
+        self.layers = nn.ModuleList(layers)
+        self.head = weight_norm(nn.Conv2d(prev, 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, wav: Tensor) -> DiscOutput:
+        """``wav`` [B, 1, T] -> logits [B, 1, T', p] and features."""
+        b, c, t = wav.shape
+        pad = -t % self.period
+        x = F.pad(wav, (0, pad), mode="reflect" if pad < t else "constant")
+        x = x.view(b, c, -1, self.period)  # [B, 1, T / p, p]
+        return _run(self.layers, self.head, x)
+
+
+class ScaleDiscriminator(nn.Module):
+    """MelGAN scale discriminator: strided grouped 1-d convolutions.
+
+    Args:
+        channels: Channels of its convolutions; the first has kernel 15, the
+            middle ones kernel 41 stride 4 with groups, the last kernel 5.
+    """
+
+    def __init__(self, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        layers = [weight_norm(nn.Conv1d(1, channels[0], 15, padding=7))]
+        for prev, ch in zip(channels[:-2], channels[1:-1]):
+            groups = max(min(prev, ch) // 4, 1)
+            layers.append(weight_norm(nn.Conv1d(prev, ch, 41, stride=4, padding=20, groups=groups)))
+        layers.append(weight_norm(nn.Conv1d(channels[-2], channels[-1], 5, padding=2)))
+        self.layers = nn.ModuleList(layers)
+        self.head = weight_norm(nn.Conv1d(channels[-1], 1, 3, padding=1))
+
+    def forward(self, wav: Tensor) -> DiscOutput:
+        """``wav`` [B, 1, T] -> logits [B, 1, T'] and features."""
+        return _run(self.layers, self.head, wav)
+
+
+class STFTDiscriminator(nn.Module):
+    """EnCodec-style discriminator on the complex STFT (real and imaginary parts as 2 channels).
+
+    Args:
+        window: STFT window and FFT size; hop is a quarter of it.
+        filters: Channels of its 2-d convolutions.
+    """
+
+    def __init__(self, window: int, filters: int) -> None:
+        super().__init__()
+        self.window = window
+        dilations = (1, 2, 4)
+        layers = [weight_norm(nn.Conv2d(2, filters, (3, 9), padding=(1, 4)))]
+        for d in dilations:
+            layers.append(weight_norm(nn.Conv2d(filters, filters, (3, 9), (1, 2), padding=(d, 4), dilation=(d, 1))))
+        layers.append(weight_norm(nn.Conv2d(filters, filters, (3, 3), padding=(1, 1))))
+        self.layers = nn.ModuleList(layers)
+        self.head = weight_norm(nn.Conv2d(filters, 1, (3, 3), padding=(1, 1)))
+
+    def forward(self, wav: Tensor) -> DiscOutput:
+        """``wav`` [B, 1, T] -> logits [B, 1, frames, bins'] and features."""
+        import torch
+
+        spec = torch.stft(
+            wav[:, 0], self.window, self.window // 4, window=torch.hann_window(self.window, device=wav.device),
+            return_complex=True, normalized=True,
+        )  # [B, bins, frames]
+        x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # [B, 2, frames, bins]
+        return _run(self.layers, self.head, x)
+
+
+class Discriminators(nn.Module):
+    """All configured sub-discriminators; ``forward`` returns one output per sub-discriminator."""
+
+    def __init__(self, config: DiscConfig) -> None:
+        super().__init__()
+        unknown = set(config.kinds) - {"msd", "mpd", "msstft"}
+        if unknown:
+            from codec.errors import ConfigError
+
+            raise ConfigError(f"unknown discriminator kind(s) {sorted(unknown)}; use msd, mpd or msstft")
+        subs: list[nn.Module] = []
+        if "msd" in config.kinds:
+            subs += [ScaleDiscriminator(config.msd_channels) for _ in range(config.msd_scales)]
+        if "mpd" in config.kinds:
+            subs += [PeriodDiscriminator(p, config.mpd_channels) for p in config.mpd_periods]
+        if "msstft" in config.kinds:
+            subs += [STFTDiscriminator(w, config.msstft_filters) for w in config.msstft_windows]
+        self.subs = nn.ModuleList(subs)
+        self.msd_scales = config.msd_scales if "msd" in config.kinds else 0
+
+    def forward(self, wav: Tensor) -> list[DiscOutput]:
+        """``wav`` [B, 1, T] -> ``[(logits, features), ...]``; MSD scale ``i`` sees ``wav`` pooled ``2**i``."""
+        outputs = []
+        for i, sub in enumerate(self.subs):
+            x = wav
+            if i < self.msd_scales:
+                for _ in range(i):
+                    x = F.avg_pool1d(x, 4, stride=2, padding=2)
+            outputs.append(sub(x))
+        return outputs

@@ -1,0 +1,326 @@
+"""The training loop, top to bottom: prepare, discriminator step, generator step, log, validate, checkpoint.
+
+Runs on one CPU as it does on many GPUs: ``accelerate launch -m train --config X.yaml``
+spreads it over the processes accelerate starts, with no change to the code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from codec.config import to_dict
+from codec.errors import CodecError, ConfigError
+from codec.model import Codec
+from train.balancer import Balancer
+from train.config import OptimConfig, TrainConfig
+from train.data import CropDataset, ShardDataset, StepSampler, is_shard_source, load_excerpt, split_entries
+from train.discriminators import Discriminators
+from train.losses import MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss, si_sdr
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(CodecError):
+    """Training cannot go on (too many NaN/Inf steps, nothing to resume from)."""
+
+
+@dataclass
+class Progress:
+    """Counters saved with every checkpoint."""
+
+    step: int = 0
+    bad_steps: int = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "bad_steps": self.bad_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.bad_steps = int(state["step"]), int(state["bad_steps"])
+
+
+def lr_factor(optim: OptimConfig, total_steps: int):  # noqa: ANN201 - a schedule function
+    """Learning-rate multiplier per step: linear warm-up, then constant or cosine decay."""
+
+    def factor(step: int) -> float:
+        if step < optim.warmup_steps:
+            return (step + 1) / optim.warmup_steps
+        if optim.decay == "cosine":
+            progress = min((step - optim.warmup_steps) / max(total_steps - optim.warmup_steps, 1), 1.0)
+            return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0
+
+    if optim.decay not in ("none", "cosine"):
+        raise ConfigError(f"optim.decay must be 'none' or 'cosine', got {optim.decay!r}")
+    return factor
+
+
+class Checkpoints:
+    """Numbered ``accelerator.save_state`` folders, written atomically, the last ``keep`` kept."""
+
+    def __init__(self, root: Path, keep: int) -> None:
+        self.root, self.keep = root, keep
+
+    def latest(self) -> Path | None:
+        done = sorted(p for p in self.root.glob("step-*") if not p.name.endswith(".tmp"))
+        return done[-1] if done else None
+
+    def save(self, accelerator: Accelerator, step: int) -> Path:
+        final = self.root / f"step-{step:08d}"
+        tmp = self.root / f"step-{step:08d}.tmp"
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in sorted(p for p in self.root.glob("step-*") if not p.name.endswith(".tmp"))[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return final
+
+
+@contextmanager
+def stop_requests():  # noqa: ANN201 - yields a one-item list used as a flag
+    """Turns SIGINT and SIGTERM into a flag the loop checks after each step."""
+    flag = [False]
+
+    def handler(signum, frame):  # noqa: ANN001, ARG001
+        flag[0] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def make_loader(config: TrainConfig, entries, accelerator: Accelerator, step: int) -> DataLoader:  # noqa: ANN001
+    """Batches of crops ``[B, 1, T]`` continuing at ``step`` (shards: a fresh shuffled stream)."""
+    rate, world, rank = config.model.sample_rate, accelerator.num_processes, accelerator.process_index
+    shards = [s for s in config.data.train if is_shard_source(s)]
+    if shards:
+        dataset = ShardDataset(shards, rate, config.data, seed=config.seed + step)
+        return DataLoader(dataset, batch_size=config.batch_size, num_workers=config.data.num_workers)
+    sampler = StepSampler(len(entries), config.seed, start=step * config.batch_size * world, rank=rank, world=world)
+    return DataLoader(
+        CropDataset(entries, rate, config.data), batch_size=config.batch_size, sampler=sampler,
+        num_workers=config.data.num_workers, generator=torch.Generator().manual_seed(config.seed),
+        persistent_workers=config.data.num_workers > 0,
+    )
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False) -> Path:
+    """Trains a codec; returns the directory of the exported generator (``run_dir / "model"``).
+
+    Args:
+        config: The run's settings.
+        run_dir: Where checkpoints, TensorBoard logs and the exported model go.
+        resume: Continue from the newest checkpoint in ``run_dir``.
+        quiet: No progress bar.
+
+    Raises:
+        TrainingError: Nothing to resume from, or too many NaN/Inf steps.
+    """
+    # ----- prepare ----------------------------------------------------------------------------
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    set_seed(config.seed)
+    device, main = accelerator.device, accelerator.is_main_process
+    model, disc = Codec(config.model), Discriminators(config.disc)
+    betas = config.optim.betas
+    opt_g = torch.optim.AdamW(model.parameters(), config.optim.lr, betas, weight_decay=config.optim.weight_decay)
+    opt_d = torch.optim.AdamW(disc.parameters(), config.optim.disc_lr, betas, weight_decay=config.optim.weight_decay)
+    factor = lr_factor(config.optim, config.steps)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
+    model, disc, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(model, disc, opt_g, opt_d, sched_g, sched_d)
+    codec, critic = accelerator.unwrap_model(model), accelerator.unwrap_model(disc)
+    loss = config.loss
+    weights = {"l1": loss.l1, "mel": loss.mel, "adversarial": loss.adversarial, "feature": loss.feature}
+    balancer = Balancer(weights, loss.balancer_decay, reduce=lambda t: accelerator.reduce(t, "mean"))
+    progress = Progress()
+    accelerator.register_for_checkpointing(balancer, progress)
+    checkpoints = Checkpoints(run_dir / "checkpoints", config.keep_checkpoints)
+    if resume:
+        latest = checkpoints.latest()
+        if latest is None:
+            raise TrainingError(f"--resume: no checkpoint in {checkpoints.root}; start without --resume")
+        accelerator.load_state(str(latest))
+        log.info("resumed from %s at step %d", latest, progress.step)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    train_entries, valid_entries = split_entries(config.data)
+    loader = make_loader(config, train_entries, accelerator, progress.step)
+    valid = [load_excerpt(e, codec.sample_rate, config.data.valid_seconds) for e in valid_entries[: config.data.valid_items]]
+    mel_loss = MelLoss(codec.sample_rate, loss.mel_windows, loss.mel_bins).to(device)
+    writer = _summary_writer(run_dir) if main else None
+    adversarial_kinds = bool(config.disc.kinds) and (loss.adversarial > 0 or loss.feature > 0)
+    segment_s = config.data.segment_s
+    bar = tqdm(total=config.steps, initial=progress.step, disable=quiet or not main, dynamic_ncols=True)
+    tick, seen_s = time.perf_counter(), 0.0
+
+    with stop_requests() as stop:
+        for wav in loader:
+            if progress.step >= config.steps or stop[0]:
+                break
+            wav = wav.to(device)  # [B, 1, T]
+            model.train(), disc.train()
+            with accelerator.autocast():
+                out = model(wav)
+            wav_hat = out.wav_hat  # [B, 1, T]
+            adversarial = adversarial_kinds and progress.step >= config.disc.start_step
+
+            # ----- discriminator step -------------------------------------------------------------
+            d_loss = None
+            if adversarial and torch.rand(()) < config.disc.update_prob:
+                with accelerator.autocast():
+                    both = disc(torch.cat([wav, wav_hat.detach()]))  # real and fake in one pass
+                    real = [(lg.chunk(2)[0], [f.chunk(2)[0] for f in fs]) for lg, fs in both]
+                    fake = [(lg.chunk(2)[1], [f.chunk(2)[1] for f in fs]) for lg, fs in both]
+                    d_loss = discriminator_loss(real, fake, loss.adversarial_kind)
+                opt_d.zero_grad(set_to_none=True)
+                accelerator.backward(d_loss)
+                if config.optim.grad_clip:
+                    accelerator.clip_grad_norm_(disc.parameters(), config.optim.grad_clip)
+                opt_d.step()
+            sched_d.step()
+
+            # ----- generator step -----------------------------------------------------------------
+            with accelerator.autocast():
+                losses = {"l1": F.l1_loss(wav_hat, wav), "mel": mel_loss(wav_hat, wav)}
+                if adversarial:
+                    fake = critic(wav_hat)
+                    with torch.no_grad():
+                        real = critic(wav)
+                    losses["adversarial"] = generator_adversarial_loss(fake, loss.adversarial_kind)
+                    losses["feature"] = feature_matching_loss(real, fake)
+            commitment = out.quantizer.commitment_loss
+            opt_g.zero_grad(set_to_none=True)
+            if not all(torch.isfinite(v) for v in [*losses.values(), commitment]):
+                progress.bad_steps += 1
+                log.warning("non-finite loss at step %d (%d so far); step skipped", progress.step, progress.bad_steps)
+                if progress.bad_steps > config.max_bad_steps:
+                    raise TrainingError(f"more than {config.max_bad_steps} steps had NaN/Inf losses; lower optim.lr")
+                continue
+            if loss.balancer:
+                objective = balancer.surrogate(losses, wav_hat)
+            else:
+                objective = sum(weights[k] * v for k, v in losses.items())
+            accelerator.backward(objective + loss.commitment * commitment)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip or float("inf"))
+            opt_g.step()
+            sched_g.step()
+            progress.step += 1
+            step = progress.step
+
+            # ----- log ----------------------------------------------------------------------------
+            seen_s += wav.shape[0] * segment_s * accelerator.num_processes
+            rate = seen_s / (time.perf_counter() - tick)
+            bar.update(1)
+            bar.set_postfix(mel=f"{float(losses['mel']):.3f}", l1=f"{float(losses['l1']):.4f}", audio_s_per_s=f"{rate:.1f}")
+            if writer and step % config.log_every == 0:
+                scalars = {f"loss/{k}": float(v) for k, v in losses.items()}
+                scalars |= {"loss/commitment": float(commitment), "grad_norm": float(grad_norm),
+                            "lr": sched_g.get_last_lr()[0], "audio_s_per_s": rate}
+                if d_loss is not None:
+                    scalars["loss/discriminator"] = float(d_loss)
+                scalars |= {f"share/{k}": v for k, v in balancer.last_shares.items()}
+                scalars |= {f"codebook/{k}": v for k, v in out.quantizer.metrics.items()}
+                for k, v in scalars.items():
+                    writer.add_scalar(k, v, step)
+
+            # ----- validate -----------------------------------------------------------------------
+            if config.valid_every and step % config.valid_every == 0 and valid and main:
+                results = validate(codec, valid, mel_loss)
+                for k, v in results.items():
+                    writer.add_scalar(f"valid/{k}", v, step)
+                _log_audio(writer, codec, valid, step)
+                tqdm.write(f"step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in results.items() if "mel" in k))
+
+            # ----- checkpoint ---------------------------------------------------------------------
+            if step % config.checkpoint_every == 0 or step >= config.steps or stop[0]:
+                checkpoints.save(accelerator, step)
+                if main:
+                    codec.save_pretrained(run_dir / "model")
+        else:
+            raise TrainingError("the data loader ended; training data is empty")
+    bar.close()
+    if stop[0] and main:
+        log.warning("stopped by a signal at step %d; resume with --resume", progress.step)
+    if writer:
+        writer.close()
+    return run_dir / "model"
+
+
+@torch.no_grad()
+def validate(codec: Codec, clips: list[torch.Tensor], mel_loss: MelLoss) -> dict[str, float]:
+    """Mel distance and SI-SDR per bandwidth on validation clips, and codebook perplexity at full rate."""
+    codec.eval()
+    results: dict[str, float] = {}
+    device = next(codec.parameters()).device
+    for kbps in codec.bandwidths_kbps:
+        mels, sdrs = [], []
+        for wav in clips:
+            x = wav[None].to(device)  # [1, 1, T]
+            y = codec.decode(codec.encode(x, bandwidth_kbps=kbps))
+            mels.append(float(mel_loss(y, x)))
+            sdrs.append(float(si_sdr(y, x).mean()))
+        results[f"mel@{kbps:g}kbps"] = sum(mels) / len(mels)
+        results[f"sisdr@{kbps:g}kbps"] = sum(sdrs) / len(sdrs)
+    codes = torch.cat([codec.encode(w[None].to(device)).codes for w in clips], dim=-1)  # [1, n_q, sum F]
+    for level in range(codes.shape[1]):
+        counts = torch.bincount(codes[0, level], minlength=codec.config.codebook_size).float()
+        p = counts / counts.sum()
+        results[f"perplexity/{level + 1}"] = float((-(p * p.clamp(min=1e-12).log()).sum()).exp())
+    codec.train()
+    return results
+
+
+def _summary_writer(run_dir: Path):  # noqa: ANN202 - tensorboard's SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _log_audio(writer, codec: Codec, clips: list[torch.Tensor], step: int) -> None:  # noqa: ANN001
+    """Audio and spectrogram images of the first two clips at the lowest and highest bandwidth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    device = next(codec.parameters()).device
+    codec.eval()
+    for i, wav in enumerate(clips[:2]):
+        for kbps in (codec.bandwidths_kbps[0], codec.bandwidths_kbps[-1]):
+            with torch.no_grad():
+                y = codec.decode(codec.encode(wav[None].to(device), bandwidth_kbps=kbps))[0].cpu()
+            writer.add_audio(f"clip{i}/{kbps:g}kbps", y.clamp(-1, 1), step, sample_rate=codec.sample_rate)
+            fig, ax = plt.subplots(figsize=(6, 2.5))
+            ax.specgram(y[0].numpy(), Fs=codec.sample_rate, NFFT=512, noverlap=384)
+            ax.set_title(f"clip {i} at {kbps:g} kbps, step {step}")
+            writer.add_figure(f"clip{i}/{kbps:g}kbps", fig, step)
+            plt.close(fig)
+        writer.add_audio(f"clip{i}/reference", wav.clamp(-1, 1), step, sample_rate=codec.sample_rate)
+    codec.train()
