@@ -1,0 +1,154 @@
+"""Writing an evaluation: JSON, a markdown table and a rate-distortion plot.
+
+Every file is written atomically (temporary file, then rename), so an
+interrupted run never leaves a partial report behind.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from codec.model import _atomic_write as atomic_write
+from eval.evaluate import REFERENCE, EvalResult
+
+JSON_FILE = "results.json"
+MARKDOWN_FILE = "results.md"
+PLOT_FILE = "rate_distortion.png"
+PLOT_METRICS = ("visqol", "pesq")  # drawn against kbps when computed; else the first metric
+BITRATE_NOTE = (
+    "Measured kbps: for our codec, the code bits actually sent (codebooks x frames x log2(codebook size) "
+    "over the duration; the last frame is padded, so slightly above nominal); for the baselines, the "
+    "compressed packet bytes read back by ffprobe over the duration, container overhead (Ogg pages and "
+    "header packets, the codec2 file header) excluded; `file_kbps` in the JSON includes it."
+)
+
+
+def to_json(result: EvalResult, data: str) -> dict[str, Any]:
+    """The full result as plain JSON-ready data."""
+    return {
+        "model": result.model,
+        "data": data,
+        "files": len({r.file for r in result.rows}),
+        "eval_rate_hz": result.eval_rate_hz,
+        "metrics": {
+            m.name: {"label": m.label, "higher_is_better": m.higher_is_better, "description": m.description}
+            for m in result.metrics
+        },
+        "bitrate_note": BITRATE_NOTE,
+        "summary": result.summary(),
+        "codebooks": [s.to_dict() for s in result.codebooks],
+        "notes": result.notes,
+        "rows": [asdict(r) for r in result.rows],
+    }
+
+
+def _cell(stats: dict[str, Any]) -> str:
+    if stats["mean"] is None:
+        return "n/a"
+    if stats["ci95"] is None:
+        return f"{stats['mean']:.3f}"
+    return f"{stats['mean']:.3f} ± {stats['ci95']:.3f}"
+
+
+def _kbps(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """Markdown table: one line per system and bitrate, mean ± 95% CI per metric."""
+    metrics = report["metrics"]
+    head = ["system", "requested kbps", "measured kbps"]
+    head += [f"{m['label']} {'↑' if m['higher_is_better'] else '↓'}" for m in metrics.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in report["summary"]:
+        cells = [s["system"], _kbps(s["requested_kbps"]), _kbps(s["kbps"])]
+        cells += [_cell(s["metrics"][name]) for name in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def codebook_table(report: dict[str, Any]) -> str:
+    """Markdown table of codebook usage per level."""
+    lines = ["| level | entropy bits/code | perplexity | dead fraction | nominal bits/code |", "|---|---|---|---|---|"]
+    for s in report["codebooks"]:
+        lines.append(f"| {s['level']} | {s['entropy_bits']:.2f} | {s['perplexity']:.1f} | "
+                     f"{s['dead_fraction']:.3f} | {s['bits_per_code']:.0f} |")
+    return "\n".join(lines)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The human-readable report."""
+    model = report["model"]
+    trained = " (untrained preset)" if model["untrained_preset"] else ""
+    parts = [
+        f"# Evaluation of {model['name']}{trained}",
+        (f"Model `{model['spec']}` (id {model['model_id']}, {model['sample_rate']} Hz); data `{report['data']}`, "
+        f"{report['files']} files compared at {report['eval_rate_hz']} Hz. Cells are the mean ± the half-width "
+        f"of a 95% Student-t confidence interval over files; `{REFERENCE}` scores each signal against itself "
+        "(each metric's ceiling)."),
+        summary_table(report),
+        "Metrics: " + "; ".join(f"**{m['label']}**: {m['description']}" for m in report["metrics"].values()) + ".",
+        BITRATE_NOTE,
+    ]
+    if report["codebooks"]:
+        parts += ["## Codebook usage", codebook_table(report),
+                  (f"An ideal per-codebook entropy coder would need {model['entropy_bound_kbps']:.2f} kbps "
+                  "at the largest bitrate evaluated.")]
+    if report["notes"]:
+        parts += ["## Notes", "\n".join(f"- {n}" for n in report["notes"])]
+    return "\n\n".join(parts) + "\n"
+
+
+def plot_rate_distortion(report: dict[str, Any], path: Path) -> None:
+    """PNG of metric against measured kbps, one line per system, 95% CI as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m for m in PLOT_METRICS if m in report["metrics"]] or list(report["metrics"])[:1]
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(6 * max(len(names), 1), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        _plot_metric(ax, report, name)
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+
+
+def _plot_metric(ax: Any, report: dict[str, Any], name: str) -> None:
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    for s in report["summary"]:
+        stats = s["metrics"][name]
+        if stats["mean"] is None:
+            continue
+        if s["system"] == REFERENCE:
+            ax.axhline(stats["mean"], color="gray", linestyle="--", label="reference (itself)")
+        elif s["kbps"] is not None:
+            lines.setdefault(s["system"], []).append((s["kbps"], stats["mean"], stats["ci95"] or 0.0))
+    for system, points in lines.items():
+        kbps, mean, ci = zip(*sorted(points))
+        ax.errorbar(kbps, mean, yerr=ci, marker="o", capsize=3, label=system)
+    ax.set_xlabel("measured kbps")
+    ax.set_ylabel(report["metrics"][name]["label"])
+    ax.set_title(f"{report['metrics'][name]['label']} vs bitrate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Writes ``report`` (from :func:`to_json`) as :data:`JSON_FILE`, :data:`MARKDOWN_FILE` and :data:`PLOT_FILE`.
+
+    Returns:
+        The path of each written file, keyed ``json``, ``markdown``, ``plot``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / JSON_FILE, "markdown": out_dir / MARKDOWN_FILE, "plot": out_dir / PLOT_FILE}
+    atomic_write(paths["json"], lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
+    atomic_write(paths["markdown"], lambda tmp: Path(tmp).write_text(to_markdown(report), encoding="utf-8"))
+    plot_rate_distortion(report, paths["plot"])
+    return paths
