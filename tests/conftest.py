@@ -1,0 +1,112 @@
+"""Shared fixtures: seeded tiny models and the real speech clips of ``tests/data``.
+
+``tests/data`` holds 16 kHz mono speech WAVs and one 44.1 kHz stereo file
+(see ``tests/data/README.md``). Tests read audio only from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from codec import audio
+from codec.model import Codec
+from codec.presets import codec_tiny, codec_tiny_config
+
+DATA_DIR = Path(__file__).parent / "data"
+SEED = 0
+
+# The test models are tiny: one thread runs them fastest and leaves the other core to the rest of the machine.
+torch.set_num_threads(1)
+
+
+def data_wavs(channels: int) -> list[Path]:
+    """WAV files of ``tests/data`` with ``channels`` channels, sorted by name.
+
+    Fails (rather than skips) when there is none: the tests need real audio.
+    """
+    paths = [p for p in sorted(DATA_DIR.glob("*.wav")) if sf.info(str(p)).channels == channels]
+    if not paths:
+        pytest.fail(f"no {channels}-channel WAV in {DATA_DIR}; the tests need the clips of tests/data/README.md")
+    return paths
+
+
+def load_speech(sample_rate: int, index: int = 0, seconds: float | None = None) -> torch.Tensor:
+    """A real mono speech clip of ``tests/data`` as ``[1, 1, T]`` at ``sample_rate``.
+
+    Args:
+        sample_rate: Rate to resample the clip to.
+        index: Which clip (sorted by file name, wrapping around).
+        seconds: If given, the middle ``seconds`` of the clip (where the speech is).
+
+    Returns:
+        Audio ``[1, 1, T]`` float32.
+    """
+    paths = data_wavs(channels=1)
+    wav, _ = audio.load(paths[index % len(paths)], target_rate=sample_rate, mono=True)  # [1, T]
+    if seconds is not None:
+        n = int(seconds * sample_rate)
+        if n > wav.shape[-1]:
+            pytest.fail(f"{paths[index % len(paths)].name} is shorter than {seconds} s")
+        start = (wav.shape[-1] - n) // 2
+        wav = wav[:, start : start + n]
+    return wav[None]  # [1, 1, T]
+
+
+def seeded_tiny() -> Codec:
+    """``codec_tiny()`` built after seeding torch, in eval mode."""
+    torch.manual_seed(SEED)
+    return codec_tiny().eval()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Runs a test that takes ``mono_clip`` once per mono WAV of ``tests/data``."""
+    if "mono_clip" in metafunc.fixturenames:
+        paths = data_wavs(channels=1)
+        metafunc.parametrize("mono_clip", paths, ids=[p.name for p in paths])
+
+
+@pytest.fixture
+def stereo_clip() -> Path:
+    """The stereo (44.1 kHz) WAV of ``tests/data``."""
+    return data_wavs(channels=2)[0]
+
+
+@pytest.fixture
+def speech() -> Callable[..., torch.Tensor]:
+    """:func:`load_speech`: ``speech(sample_rate, index=0, seconds=None)`` gives ``[1, 1, T]``."""
+    return load_speech
+
+
+@pytest.fixture
+def tiny_codec() -> Codec:
+    """A fresh seeded ``codec_tiny()`` model in eval mode (random codebooks)."""
+    return seeded_tiny()
+
+
+@pytest.fixture(scope="session")
+def _fitted_state() -> dict[str, torch.Tensor]:
+    """State of a tiny model whose codebooks were k-means-initialised on real speech."""
+    torch.manual_seed(SEED)
+    config = dataclasses.replace(codec_tiny_config(), quantizer_dropout=False)  # so every level sees data
+    model = Codec(config).train()
+    with torch.no_grad():
+        model(load_speech(config.sample_rate, index=0, seconds=1.0))
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture
+def fitted_codec(_fitted_state: dict[str, torch.Tensor]) -> Codec:
+    """A seeded ``codec_tiny()`` in eval mode whose codebooks fit real speech latents.
+
+    Random codebooks give only a handful of distinct codes; fitted ones give
+    varied codes, so tests comparing codes can fail.
+    """
+    model = seeded_tiny()
+    model.load_state_dict(_fitted_state)
+    return model
