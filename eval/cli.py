@@ -14,7 +14,7 @@ from pathlib import Path
 
 from codec.errors import InputError
 from eval.baselines import BASELINES, parse_baselines
-from eval.evaluate import evaluate, list_audio, load_model
+from eval.evaluate import evaluate, list_audio, load_model_and_tables
 from eval.metrics import DEFAULT_METRICS, METRICS
 from eval.report import summary_table, to_json, write_report
 
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     """Runs the evaluation and writes the report."""
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
-    model = load_model(args.model)
+    model, tables = load_model_and_tables(args.model)
     files = list_audio(args.data, args.limit)
     result = evaluate(model, files, _floats(args.kbps), parse_baselines(args.baselines), _names(args.metrics),
-                      model_spec=args.model)
+                      model_spec=args.model, tables=tables)
     report = to_json(result, str(args.data))
     paths = write_report(report, args.out)
     print(summary_table(report))

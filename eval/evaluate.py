@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from codec import audio
+from codec import audio, compress
+from codec.entropy import EntropyTables, encode_codes
 from codec.errors import InputError
 from codec.model import Codec, EncodedAudio
 from codec.presets import PRESETS
@@ -43,12 +44,13 @@ SEED = 0  # seeds the random initialisation of untrained presets
 
 
 # ----- inputs -----------------------------------------------------------------------------------
-def load_model(spec: str) -> Codec:
-    """A model from a directory saved by ``Codec.save_pretrained``, a bundled name, or ``preset:NAME``.
+def load_model_and_tables(spec: str) -> tuple[Codec, EntropyTables]:
+    """A model and its entropy tables from a saved directory, a bundled name, or ``preset:NAME``.
 
     ``preset:NAME`` builds an untrained model of a preset architecture
-    (``16khz``, ``24khz``, ``tiny``) with a fixed seed, so the harness runs
-    before any model is trained.
+    (``16khz``, ``24khz``, ``tiny``) with a fixed seed and uniform tables, so
+    the harness runs before any model is trained. Other models come with the
+    tables saved beside their weights (uniform if none), as ``codec compress`` uses them.
 
     Raises:
         ModelNotFoundError: If nothing matches ``spec``.
@@ -59,8 +61,15 @@ def load_model(spec: str) -> Codec:
         if name not in PRESETS:
             raise InputError(f"unknown preset {name!r} in {spec!r}; choose from {', '.join(PRESETS)}")
         torch.manual_seed(SEED)
-        return Codec(PRESETS[name]()).eval()
-    return Codec.from_pretrained(spec)
+        model = Codec(PRESETS[name]()).eval()
+        return model, EntropyTables.uniform(model.config.n_q, model.config.codebook_size)
+    loaded = compress.load_model(spec)
+    return loaded.codec, loaded.tables
+
+
+def load_model(spec: str) -> Codec:
+    """The model of :func:`load_model_and_tables`."""
+    return load_model_and_tables(spec)[0]
 
 
 def list_audio(data: str | Path, limit: int | None = None) -> list[Path]:
@@ -209,13 +218,28 @@ def score(metrics: list[Metric], ref: torch.Tensor, deg: torch.Tensor, rate: int
     return out
 
 
-def codec_round_trips(model: Codec, ref: torch.Tensor, rate: int, bitrates_kbps: list[float],
-                      counter: CodeCounter) -> list[tuple[float, float, torch.Tensor]]:
-    """``(requested, measured kbps, decoded [T])`` for each bitrate; one encode with the most codebooks.
+@dataclass
+class CodecTrip:
+    """Our codec at one bitrate on one signal.
 
-    The measured rate counts every code bit sent: ``n * F * log2(K)`` over the
-    duration, with ``F = ceil(T / hop)`` frames (so slightly above nominal).
+    Attributes:
+        requested_kbps: Nominal bitrate asked for.
+        kbps: Code bits sent, ``n * F * log2(K)`` over the duration, with
+            ``F = ceil(T / hop)`` frames (so slightly above nominal).
+        entropy_kbps: Bytes of the ANS-coded codes (:mod:`codec.entropy`, the
+            model's tables) over the duration; ``None`` without tables.
+        decoded: Decoded signal ``[T]`` at the evaluation rate.
     """
+
+    requested_kbps: float
+    kbps: float
+    entropy_kbps: float | None
+    decoded: torch.Tensor
+
+
+def codec_round_trips(model: Codec, ref: torch.Tensor, rate: int, bitrates_kbps: list[float],
+                      counter: CodeCounter, tables: EntropyTables | None = None) -> list[CodecTrip]:
+    """Our codec on ``ref`` [T] at each bitrate, from one encode with the most codebooks."""
     n_qs = [model.n_q_for_bandwidth(kbps) for kbps in bitrates_kbps]
     wav = audio.resample(ref, rate, model.sample_rate)[None, None]  # [1, 1, T']
     encoded = model.encode(wav, bandwidth_kbps=bitrates_kbps[n_qs.index(max(n_qs))])
@@ -226,7 +250,12 @@ def codec_round_trips(model: Codec, ref: torch.Tensor, rate: int, bitrates_kbps:
         prefix = EncodedAudio(encoded.codes[:, :n_q], encoded.lengths, encoded.frame_lengths)
         decoded = audio.resample(model.decode(prefix)[0, 0], model.sample_rate, rate)
         bits = n_q * int(encoded.frame_lengths[0]) * model.config.bits_per_codebook
-        out.append((kbps, bits / duration_s / 1000, fit_length(decoded, ref.shape[-1])))
+        entropy_kbps = None
+        if tables is not None:
+            codes = prefix.codes[..., : int(encoded.frame_lengths[0])].cpu().numpy()  # [1, n_q, F]
+            blocks = encode_codes(codes, tables, model.config.codebook_size)
+            entropy_kbps = sum(len(b) for b in blocks) * 8 / duration_s / 1000
+        out.append(CodecTrip(kbps, bits / duration_s / 1000, entropy_kbps, fit_length(decoded, ref.shape[-1])))
     return out
 
 
@@ -239,6 +268,7 @@ def evaluate(
     eval_rate_hz: int = EVAL_RATE_HZ,
     progress: bool = True,
     model_spec: str | None = None,
+    tables: EntropyTables | None = None,
 ) -> EvalResult:
     """Scores ``model`` at each bitrate, and each baseline setting, on every file.
 
@@ -251,6 +281,8 @@ def evaluate(
         eval_rate_hz: Rate at which signals are compared.
         progress: Show a progress bar over files.
         model_spec: How the model was named (recorded in the result).
+        tables: The model's entropy tables; when given, rows of our codec also
+            carry ``entropy_kbps``, the size of the ANS-coded codes.
 
     Returns:
         An :class:`EvalResult` with a ``reference`` row (each signal against
@@ -272,7 +304,8 @@ def evaluate(
     counter = CodeCounter(model.config.codebook_size)
     rows: list[Row] = []
     for path in tqdm(files, desc="evaluating", unit="file", disable=not progress):
-        rows.extend(_evaluate_file(model, path, bitrates_kbps, baselines, metrics, eval_rate_hz, counter, notes))
+        rows.extend(_evaluate_file(model, path, bitrates_kbps, baselines, metrics, eval_rate_hz, counter, notes,
+                                   tables))
     codebooks = counter.stats() if bitrates_kbps else []
     info = _model_info(model, model_spec)
     if codebooks:
@@ -281,14 +314,17 @@ def evaluate(
 
 
 def _evaluate_file(model: Codec, path: Path, bitrates_kbps: list[float], baselines: list[BaselineSetting],
-                   metrics: list[Metric], rate: int, counter: CodeCounter, notes: list[str]) -> list[Row]:
+                   metrics: list[Metric], rate: int, counter: CodeCounter, notes: list[str],
+                   tables: EntropyTables | None) -> list[Row]:
     ref = audio.load(path, target_rate=rate, mono=True)[0][0]  # [T]
     name = str(path)
     rows = [Row(name, REFERENCE, None, None, score(metrics, ref, ref, rate, f"{name} ({REFERENCE})", notes))]
     if bitrates_kbps:
-        for requested, kbps, decoded in codec_round_trips(model, ref, rate, bitrates_kbps, counter):
-            where = f"{name} ({model.config.name} {requested:g} kbps)"
-            rows.append(Row(name, model.config.name, requested, kbps, score(metrics, ref, decoded, rate, where, notes)))
+        for trip in codec_round_trips(model, ref, rate, bitrates_kbps, counter, tables):
+            where = f"{name} ({model.config.name} {trip.requested_kbps:g} kbps)"
+            extra = {} if trip.entropy_kbps is None else {"entropy_kbps": trip.entropy_kbps}
+            scores = score(metrics, ref, trip.decoded, rate, where, notes)
+            rows.append(Row(name, model.config.name, trip.requested_kbps, trip.kbps, scores, extra))
     for setting in baselines:
         trip = round_trip(ref, rate, setting)
         scores = score(metrics, ref, trip.decoded, rate, f"{name} ({setting.label})", notes)

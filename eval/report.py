@@ -20,9 +20,11 @@ PLOT_FILE = "rate_distortion.png"
 PLOT_METRICS = ("visqol", "pesq")  # drawn against kbps when computed; else the first metric
 BITRATE_NOTE = (
     "Measured kbps: for our codec, the code bits actually sent (codebooks x frames x log2(codebook size) "
-    "over the duration; the last frame is padded, so slightly above nominal); for the baselines, the "
-    "compressed packet bytes read back by ffprobe over the duration, container overhead (Ogg pages and "
-    "header packets, the codec2 file header) excluded; `file_kbps` in the JSON includes it."
+    "over the duration; the last frame is padded, so slightly above nominal), and as entropy-coded kbps the "
+    "bytes of the codes ANS-coded with the model's tables (codec.entropy; uniform tables for untrained presets), "
+    "without the .rvq file's header and chunk framing; for the baselines, the compressed packet bytes read "
+    "back by ffprobe over the duration, container overhead (Ogg pages and header packets, the codec2 file "
+    "header) excluded; `file_kbps` in the JSON includes it."
 )
 
 
@@ -60,11 +62,11 @@ def _kbps(value: float | None) -> str:
 def summary_table(report: dict[str, Any]) -> str:
     """Markdown table: one line per system and bitrate, mean ± 95% CI per metric."""
     metrics = report["metrics"]
-    head = ["system", "requested kbps", "measured kbps"]
+    head = ["system", "requested kbps", "measured kbps", "entropy-coded kbps"]
     head += [f"{m['label']} {'↑' if m['higher_is_better'] else '↓'}" for m in metrics.values()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in report["summary"]:
-        cells = [s["system"], _kbps(s["requested_kbps"]), _kbps(s["kbps"])]
+        cells = [s["system"], _kbps(s["requested_kbps"]), _kbps(s["kbps"]), _kbps(s.get("entropy_kbps"))]
         cells += [_cell(s["metrics"][name]) for name in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
