@@ -122,8 +122,10 @@ def pesq_wb(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
     from pesq import PesqError, pesq
 
     _check_pair(ref, deg)
+    ref, deg = _at_rate(ref, rate, SPEECH_RATE_HZ), _at_rate(deg, rate, SPEECH_RATE_HZ)
     try:
-        return float(pesq(SPEECH_RATE_HZ, _at_rate(ref, rate, SPEECH_RATE_HZ), _at_rate(deg, rate, SPEECH_RATE_HZ), "wb"))
+        with np.errstate(divide="ignore", invalid="ignore"):  # pesq divides by the peak, 0 for silence
+            return float(pesq(SPEECH_RATE_HZ, ref, deg, "wb"))
     except PesqError as e:
         raise MetricError(f"PESQ failed ({type(e).__name__}: {e}); the reference may hold no speech") from None
 

@@ -1,0 +1,89 @@
+"""``codec eval`` end to end on tests/data, and the file listing behind it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import DATA_DIR, data_wavs
+
+from codec.cli import main
+from codec.errors import InputError
+from codec.presets import codec_tiny_config
+from eval.evaluate import list_audio, load_model, mean_ci
+
+FAST_METRICS = "sisdr,mel,stoi,pesq"
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_codec_eval_writes_json_markdown_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    low, high = codec_tiny_config().bandwidths_kbps[:2]
+    out = tmp_path / "report"
+    argv = ["eval", "--model", "preset:tiny", "--data", str(DATA_DIR), "--kbps", f"{low:g},{high:g}",
+            "--baselines", "opus:6", "--metrics", FAST_METRICS, "--out", str(out), "--limit", "2"]
+    assert main(argv) == 0
+
+    report = json.loads((out / "results.json").read_text())
+    assert set(report) >= {"model", "data", "files", "eval_rate_hz", "metrics", "summary", "codebooks", "notes", "rows"}
+    assert report["files"] == 2 and report["model"]["untrained_preset"] is True
+    assert list(report["metrics"]) == FAST_METRICS.split(",")
+    summary = {(s["system"], s["requested_kbps"]): s for s in report["summary"]}
+    assert set(summary) == {("reference", None), ("codec-tiny", low), ("codec-tiny", high), ("opus", 6.0)}
+    assert summary[("codec-tiny", low)]["kbps"] >= low  # code bits sent, the last frame padded
+    assert summary[("codec-tiny", high)]["entropy_kbps"] > 0
+    opus = summary[("opus", 6.0)]
+    assert opus["kbps"] != 6.0 and opus["file_kbps"] > opus["kbps"]
+    for entry in summary.values():
+        for name in report["metrics"]:
+            stats = entry["metrics"][name]
+            assert set(stats) == {"mean", "ci95", "n"} and stats["n"] == 2
+    assert summary[("reference", None)]["metrics"]["pesq"]["mean"] > opus["metrics"]["pesq"]["mean"]
+    assert len(report["rows"]) == 2 * 4
+    assert [c["level"] for c in report["codebooks"]] == [1, 2]
+
+    markdown = (out / "results.md").read_text()
+    assert "| system | requested kbps | measured kbps |" in markdown and "| opus | 6.00 |" in markdown
+    assert (out / "rate_distortion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| codec-tiny |" in capsys.readouterr().out
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_unsupported_bitrate_fails_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["eval", "--model", "preset:tiny", "--data", str(DATA_DIR), "--kbps", "5", "--baselines", "",
+            "--metrics", "sisdr", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "bandwidth 5 kbps is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_manifest_paths_resolve_against_the_manifest(tmp_path: Path) -> None:
+    wavs = data_wavs(channels=1)[:2]
+    (tmp_path / "a.wav").symlink_to(wavs[0])
+    manifest = tmp_path / "clips.jsonl"
+    manifest.write_text(json.dumps({"path": "a.wav"}) + "\n\n" + json.dumps({"path": str(wavs[1])}) + "\n")
+    assert list_audio(manifest) == [tmp_path / "a.wav", wavs[1]]
+    assert list_audio(manifest, limit=1) == [tmp_path / "a.wav"]
+    manifest.write_text('{"file": "a.wav"}\n')
+    with pytest.raises(InputError, match='clips.jsonl:1: expected a JSON object with a "path" key'):
+        list_audio(manifest)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no audio files"):
+        list_audio(tmp_path / "empty")
+    with pytest.raises(InputError, match="neither a folder"):
+        list_audio(tmp_path / "missing")
+
+
+def test_presets_load_untrained_and_unknown_ones_are_named() -> None:
+    assert load_model("preset:tiny").config.name == "codec-tiny"
+    with pytest.raises(InputError, match="choose from 16khz, 24khz, tiny"):
+        load_model("preset:48khz")
+
+
+def test_confidence_interval() -> None:
+    stats = mean_ci([1.0, 2.0, 3.0, None])
+    assert stats["mean"] == 2.0 and stats["n"] == 3
+    assert stats["ci95"] == pytest.approx(4.302653 * 1.0 / 3**0.5, rel=1e-5)  # t(0.975, 2) = 4.3027
+    assert mean_ci([5.0]) == {"mean": 5.0, "ci95": None, "n": 1}
+    assert mean_ci([None]) == {"mean": None, "ci95": None, "n": 0}
