@@ -81,10 +81,24 @@ def kmeans(x: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
     return centroids, counts
 
 
+#: Candidates whose exact distance decides the nearest code (see :func:`_nearest`).
+NEAREST_CANDIDATES = 8
+
+
 def _nearest(x: Tensor, embed: Tensor) -> Tensor:
-    """Index of the nearest row of ``embed`` [K, D] for each row of ``x`` [N, D]."""
-    distance = embed.pow(2).sum(1) - 2 * x @ embed.t()  # [N, K]; ||x||^2 does not change the argmin
-    return distance.argmin(dim=-1)
+    """Index of the nearest row of ``embed`` [K, D] for each row of ``x`` [N, D].
+
+    The fast matrix-product distance ``||e||^2 - 2 x.e`` carries a rounding
+    error of about ``1e-7 * ||x||^2`` that depends on the batch shape, which
+    is larger than the gaps between close codes: the same frame would get a
+    different code when encoded alone, in a batch or in streaming chunks. So
+    it only shortlists candidates, and ``||x - e||^2`` computed row by row
+    picks among them.
+    """
+    approx = embed.pow(2).sum(1) - 2 * x @ embed.t()  # [N, K]; ||x||^2 does not change the order
+    top = approx.topk(min(NEAREST_CANDIDATES, embed.shape[0]), dim=-1, largest=False).indices  # [N, c]
+    exact = (x[:, None, :] - embed[top]).pow(2).sum(-1)  # [N, c]
+    return top.gather(1, exact.argmin(dim=-1, keepdim=True)).squeeze(1)
 
 
 class EMACodebook(nn.Module):
