@@ -29,7 +29,9 @@ What is printed:
 3. **Memory**: peak resident set size (``ru_maxrss``) of a fresh process that
    loads the model and encodes + decodes a speech input of each duration
    chunk by chunk through the streaming API (:data:`MEMORY_CHUNK_S` chunks,
-   generated on the fly by cycling through the clips, never held whole).
+   generated on the fly by cycling through the clips, never held whole), on
+   one thread. ``RSS after loading`` is the peak before the first chunk
+   (importing torch alone peaks at several hundred MB).
 
 Other processes on the machine slow every number; the load average is printed first.
 """
@@ -105,10 +107,10 @@ def speech(clips: list[torch.Tensor], seconds: float, rate: int) -> torch.Tensor
 
 
 # ----- speed ------------------------------------------------------------------------------------
-def time_codec(model: Codec, wav: torch.Tensor, threads: int) -> Speed:
-    """Median encode and decode speed of ``model`` over :data:`SEGMENT_S` segments of ``wav`` [T]."""
+def time_codec(model: Codec, wav: torch.Tensor, threads: int, segment_s: float = SEGMENT_S) -> Speed:
+    """Median encode and decode speed of ``model`` over ``segment_s`` segments of ``wav`` [T] (at its rate)."""
     torch.set_num_threads(threads)
-    size = int(SEGMENT_S * model.sample_rate)
+    size = int(segment_s * model.sample_rate)
     segments = [wav[i:i + size][None, None] for i in range(0, wav.numel() - size + 1, size)]  # [1, 1, size] each
     model.decode(model.encode(segments[0]))  # warm-up, not timed
     encode_x, decode_x = [], []
@@ -118,8 +120,8 @@ def time_codec(model: Codec, wav: torch.Tensor, threads: int) -> Speed:
         middle = time.perf_counter()
         model.decode(encoded)
         end = time.perf_counter()
-        encode_x.append(SEGMENT_S / (middle - start))
-        decode_x.append(SEGMENT_S / (end - middle))
+        encode_x.append(segment_s / (middle - start))
+        decode_x.append(segment_s / (end - middle))
     return Speed(statistics.median(encode_x), statistics.median(decode_x))
 
 
@@ -133,7 +135,7 @@ def _ffmpeg_seconds(args: list[str]) -> float:
     return float(match.group(1))
 
 
-def time_opus(wav: torch.Tensor, rate: int, setting: BaselineSetting, threads: int) -> Speed:
+def time_opus(wav: torch.Tensor, rate: int, setting: BaselineSetting, threads: int, runs: int = OPUS_RUNS) -> Speed:
     """Median libopus encode and decode speed on ``wav`` [T] at ``rate`` (resampled to the setting's rate)."""
     check_available(setting)
     seconds = wav.numel() / rate
@@ -142,17 +144,20 @@ def time_opus(wav: torch.Tensor, rate: int, setting: BaselineSetting, threads: i
         audio.save(src, audio.resample(wav, rate, setting.sample_rate)[None], setting.sample_rate)
         thread_args = ["-threads", str(threads)]
         encode = [_ffmpeg_seconds([*thread_args, "-i", str(src), *setting.encode_args, str(enc)])
-                  for _ in range(OPUS_RUNS)]
-        decode = [_ffmpeg_seconds([*thread_args, "-i", str(enc), "-f", "null", "-"]) for _ in range(OPUS_RUNS)]
+                  for _ in range(runs)]
+        decode = [_ffmpeg_seconds([*thread_args, "-i", str(enc), "-f", "null", "-"]) for _ in range(runs)]
     return Speed(seconds / statistics.median(encode), seconds / statistics.median(decode))
 
 
 # ----- streaming --------------------------------------------------------------------------------
 def streaming_latency(model: Codec, wav: torch.Tensor) -> dict[str, float]:
-    """Algorithmic latency and per-frame compute times (ms) of ``model`` streaming ``wav`` [T] on one thread."""
+    """Algorithmic latency and per-frame compute times (ms) of ``model`` streaming ``wav`` [T] on one thread.
+
+    Every whole frame of ``wav`` (at the model's rate) is one chunk; the first ten are also run untimed first.
+    """
     torch.set_num_threads(1)
     hop = model.hop_length
-    frames = wav[: int(STREAM_SECONDS * model.sample_rate) // hop * hop].reshape(-1, 1, 1, hop)  # [N, 1, 1, hop]
+    frames = wav[: wav.numel() // hop * hop].reshape(-1, 1, 1, hop)  # [N, 1, 1, hop]
     times_ms = []
     with model.streaming(batch_size=1):
         for frame in frames[:10]:  # warm-up, not timed
@@ -190,9 +195,9 @@ def memory_worker(model_spec: str, seconds: float, data: str, threads: int) -> d
             "wall_s": time.perf_counter() - start}
 
 
-def measure_memory(model_spec: str, seconds: float, data: str, threads: int) -> dict[str, float]:
-    """Runs :func:`memory_worker` in a fresh Python process and returns its result."""
-    cmd = [sys.executable, "-m", "eval.bench", "--model", model_spec, "--data", data, "--threads", str(threads),
+def measure_memory(model_spec: str, seconds: float, data: str) -> dict[str, float]:
+    """Runs :func:`memory_worker` on one thread in a fresh Python process and returns its result."""
+    cmd = [sys.executable, "-m", "eval.bench", "--model", model_spec, "--data", data, "--threads", "1",
            "--memory-worker", str(seconds)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -238,11 +243,16 @@ def run_speed(models: dict[str, Codec], clips_data: str, seconds: float, threads
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmarks and prints their tables."""
     parser = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="preset:16khz")
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--memory", default="10,600,3600")
+    parser.add_argument("--model", default="preset:16khz",
+                        help="saved directory, bundled name or preset:NAME (default: %(default)s); "
+                        f"{REFERENCE_SPEC} and libopus are measured beside it")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="seconds of speech to time, cut into 10 s segments (default: %(default)s)")
+    parser.add_argument("--threads", default="1,2", help="torch thread counts to try (default: %(default)s)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA),
+                        help="folder or JSONL manifest of speech clips (default: tests/data)")
+    parser.add_argument("--memory", default="10,600,3600",
+                        help="input seconds for the peak-memory runs, '' to skip (default: %(default)s)")
     parser.add_argument("--memory-worker", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -270,17 +280,17 @@ def _run_all(args: argparse.Namespace, threads: list[int]) -> int:
     print(speed_table(run_speed(models, args.data, args.seconds, threads), REFERENCE_SPEC))
     print("\n## Streaming (one-frame chunks, encode + decode, 1 thread)\n")
     print("| model | algorithmic latency ms | chunks | p50 ms | p95 ms |\n|---|---|---|---|---|")
-    wav16 = speech(speech_clips(args.data, 16000), STREAM_SECONDS, 16000)
+    wav16 = speech(speech_clips(args.data, 16000), STREAM_SECONDS, 16000)  # [T]
     for name, model in models.items():
         s = streaming_latency(model, audio.resample(wav16, 16000, model.sample_rate))
         print(f"| {name} | {s['latency_ms']:.1f} | {s['chunks']} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} |")
     durations = _float_list(args.memory)
     if durations:
         print(f"\n## Peak memory of {args.model} (fresh process, {MEMORY_CHUNK_S:g} s streaming chunks, "
-              f"{max(threads)} threads)\n")
+              "1 thread)\n")
         print("| input | RSS after loading MB | peak RSS MB | wall s |\n|---|---|---|---|")
         for seconds in durations:
-            m = measure_memory(args.model, seconds, args.data, max(threads))
+            m = measure_memory(args.model, seconds, args.data)
             print(f"| {_duration(seconds)} | {m['setup_rss_mb']:.0f} | {m['peak_rss_mb']:.0f} | {m['wall_s']:.0f} |",
                   flush=True)
     return 0

@@ -1,0 +1,60 @@
+"""The pieces of ``python -m eval.bench`` on real speech with the tiny model."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from conftest import DATA_DIR, seeded_tiny
+
+from eval import bench
+from eval.baselines import parse_baselines
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[torch.Tensor]:
+    return bench.speech_clips(DATA_DIR, RATE)
+
+
+def test_speech_chunks_cycle_through_the_clips(clips: list[torch.Tensor]) -> None:
+    total = sum(c.numel() for c in clips)
+    seconds = 1.5 * total / RATE  # longer than all clips: they repeat
+    chunks = list(bench.speech_chunks(clips, seconds, RATE, chunk=1000))
+    assert all(c.numel() == 1000 for c in chunks[:-1]) and 0 < chunks[-1].numel() <= 1000
+    joined = torch.cat(chunks)
+    assert joined.numel() == int(seconds * RATE)
+    assert torch.equal(joined[:total], torch.cat(clips))
+    assert torch.equal(joined[total:], torch.cat(clips)[: joined.numel() - total])
+
+
+def test_codec_speed_and_streaming_latency(clips: list[torch.Tensor]) -> None:
+    model = seeded_tiny()
+    wav = bench.speech(clips, 2.0, RATE)  # [T]
+    speed = bench.time_codec(model, wav, threads=1, segment_s=0.5)
+    assert speed.encode_x > 0 and speed.decode_x > 0
+    stream = bench.streaming_latency(model, wav[:800])
+    assert stream["latency_ms"] == 1000 * model.hop_length / RATE
+    assert stream["chunks"] == 800 // model.hop_length
+    assert 0 < stream["p50_ms"] <= stream["p95_ms"]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_opus_speed(clips: list[torch.Tensor]) -> None:
+    speed = bench.time_opus(bench.speech(clips, 2.0, RATE), RATE, parse_baselines(bench.OPUS)[0], threads=1, runs=1)
+    assert speed.encode_x > 1 and speed.decode_x > speed.encode_x  # Opus decodes far faster than it encodes
+
+
+def test_memory_is_measured_in_a_fresh_process() -> None:
+    result = bench.measure_memory("preset:tiny", 0.3, str(DATA_DIR))
+    assert result["seconds"] == pytest.approx(0.3)
+    assert 0 < result["setup_rss_mb"] <= result["peak_rss_mb"]
+
+
+def test_speed_table_ratios() -> None:
+    speeds = {("m", 1): bench.Speed(10.0, 20.0), (bench.REFERENCE_SPEC, 1): bench.Speed(5.0, 5.0),
+              ("libopus", 1): bench.Speed(50.0, 400.0)}
+    table = bench.speed_table(speeds, bench.REFERENCE_SPEC)
+    assert "| m | 1 | 10.0 | 20.0 | 0.200 | 0.050 | 2.00 | 4.00 |" in table
