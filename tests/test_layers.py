@@ -127,6 +127,5 @@ def test_streaming_rejects_another_batch_size() -> None:
 
 def test_nested_streaming_raises() -> None:
     layer = build(CASES["lstm-1layer"])
-    with streaming(layer, batch_size=1), pytest.raises(InputError, match="already active"):
-        with streaming(layer, batch_size=1):
-            pass
+    with streaming(layer, batch_size=1), pytest.raises(InputError, match="already active"), streaming(layer, 1):
+        pass
