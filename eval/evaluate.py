@@ -206,12 +206,15 @@ def available_metrics(names: list[str], notes: list[str]) -> list[Metric]:
 
 def score(metrics: list[Metric], ref: torch.Tensor, deg: torch.Tensor, rate: int, where: str,
           notes: list[str]) -> dict[str, float | None]:
-    """Every metric of ``deg`` [T] against ``ref`` [T]; a failure gives ``None`` and a note."""
+    """Every metric of ``deg`` [T] against ``ref`` [T]; a failure or a NaN gives ``None`` and a note."""
     ref_np, deg_np = ref.numpy(), deg.numpy()
     out: dict[str, float | None] = {}
     for metric in metrics:
         try:
-            out[metric.name] = metric.score(ref_np, deg_np, rate)
+            value = metric.score(ref_np, deg_np, rate)
+            if not math.isfinite(value):
+                raise MetricError(f"the score is {value} (a silent signal?)")
+            out[metric.name] = value
         except MetricError as e:
             out[metric.name] = None
             notes.append(f"{metric.name} failed on {where}: {e}")

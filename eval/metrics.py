@@ -159,20 +159,25 @@ def visqol_api(mode: str):
     return api
 
 
+def _visqol(mode: str, ref: np.ndarray, deg: np.ndarray, rate: int, mode_rate: int) -> float:
+    _check_pair(ref, deg)
+    api = visqol_api(mode)
+    try:
+        result = api.measure_from_arrays(_at_rate(ref, rate, mode_rate), _at_rate(deg, rate, mode_rate), mode_rate)
+    except (ValueError, IndexError) as e:
+        raise MetricError(f"ViSQOL {mode} mode failed ({type(e).__name__}: {e}); signals under about 1 s "
+                          "are too short for it") from None
+    return float(result.moslqo)
+
+
 def visqol_speech(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
     """ViSQOL speech-mode MOS-LQO at 16 kHz with the lattice mapping."""
-    _check_pair(ref, deg)
-    api = visqol_api("speech")
-    return float(api.measure_from_arrays(_at_rate(ref, rate, SPEECH_RATE_HZ), _at_rate(deg, rate, SPEECH_RATE_HZ),
-                                         SPEECH_RATE_HZ).moslqo)
+    return _visqol("speech", ref, deg, rate, SPEECH_RATE_HZ)
 
 
 def visqol_audio(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
     """ViSQOL audio-mode MOS-LQO at 48 kHz (SVR mapping), for music and general audio."""
-    _check_pair(ref, deg)
-    api = visqol_api("audio")
-    return float(api.measure_from_arrays(_at_rate(ref, rate, AUDIO_RATE_HZ), _at_rate(deg, rate, AUDIO_RATE_HZ),
-                                         AUDIO_RATE_HZ).moslqo)
+    return _visqol("audio", ref, deg, rate, AUDIO_RATE_HZ)
 
 
 # ----- DNSMOS -----------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import DATA_DIR, data_wavs
 
 from codec.cli import main
 from codec.errors import InputError
 from codec.presets import codec_tiny_config
-from eval.evaluate import list_audio, load_model, mean_ci
+from eval.evaluate import list_audio, load_model, mean_ci, score
+from eval.metrics import METRICS, Metric
 
 FAST_METRICS = "sisdr,mel,stoi,pesq"
 
@@ -87,3 +89,12 @@ def test_confidence_interval() -> None:
     assert stats["ci95"] == pytest.approx(4.302653 * 1.0 / 3**0.5, rel=1e-5)  # t(0.975, 2) = 4.3027
     assert mean_ci([5.0]) == {"mean": 5.0, "ci95": None, "n": 1}
     assert mean_ci([None]) == {"mean": None, "ci95": None, "n": 0}
+
+
+def test_a_nan_score_becomes_none_with_a_note() -> None:
+    nan_metric = Metric("nan", "NaN", True, lambda ref, deg, rate: float("nan"), None, "always NaN")
+    notes: list[str] = []
+    ref = torch.linspace(-0.5, 0.5, 8000)
+    scores = score([METRICS["sisdr"], nan_metric], ref, ref, 16000, "clip.wav (x)", notes)
+    assert scores == {"sisdr": 100.0, "nan": None}
+    assert notes == ["nan failed on clip.wav (x): the score is nan (a silent signal?)"]

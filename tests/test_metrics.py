@@ -65,6 +65,8 @@ def test_visqol_speech_uses_the_lattice_mapping(clean: np.ndarray, noisy: np.nda
     assert 4.2 < identical < 4.9
     assert degraded < identical - 1.0
     assert metrics.METRICS["visqol"].label == "ViSQOL speech (lattice)"
+    with pytest.raises(metrics.MetricError, match="too short"):
+        metrics.visqol_speech(clean[: RATE // 2], clean[: RATE // 2], RATE)
 
 
 def test_visqol_audio_mode_at_48khz(clean: np.ndarray, noisy: np.ndarray) -> None:
