@@ -1,22 +1,22 @@
-"""The compressed file format: header, chunks, checksums (see docs/format.md).
+"""The compressed file format: header, chunks, checksums (docs/format.md, version 1).
 
-    file   = header chunk*
-    header = "RVQC" | u16 version | u32 n | n bytes of JSON | u32 CRC32(all before)
-    chunk  = u32 m | payload (m bytes) | u32 CRC32(payload)
-    payload = u32 index | u32 frames | u16 n_q | n_q x (u32 length | block)
+    file    = header chunk*
+    header  = fixed fields (struct, 55 bytes) | model name | u32 CRC32(all before)
+    chunk   = varint m | payload (m bytes) | u32 CRC32(u32 index | varint m | payload)
+    payload = varint length of blocks 0 .. n_q-2 | blocks 0 .. n_q-1 (the last takes the rest)
 
-Integers are little-endian. A chunk holds ``frames_per_chunk`` frames (the
-last one fewer); its blocks are codebook-major, block ``k`` holding the codes
-of codebook ``k`` for every channel (channel-major, then time), entropy-coded
-or bit-packed. Dropping codebooks (:func:`truncate_stream`) drops the last
-blocks of each chunk and touches nothing else. Nothing is executable: the
-header is JSON read with ``json.loads`` and checked field by field.
+Integers are little-endian; a varint is unsigned LEB128. A chunk holds
+``frames_per_chunk`` frames (the last one fewer); its blocks are
+codebook-major, block ``k`` holding the codes of codebook ``k`` for every
+channel (channel-major, then time), entropy-coded or bit-packed. Dropping
+codebooks (:func:`truncate_stream`) drops the last blocks of each chunk and
+touches nothing else. Nothing in a file is executable: the header is a fixed
+binary layout whose every field is checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import struct
 import zlib
@@ -28,16 +28,18 @@ from codec.errors import BandwidthError, FormatError
 
 MAGIC = b"RVQC"
 FORMAT_VERSION = 1
-_PREFIX = struct.Struct("<4sHI")  # magic, version, JSON length
+#: magic, version, flags, model id, tables digest, sample rate, model rate, channels, samples,
+#: hop, frames per chunk, codebooks, codebook size, name length.
+_FIXED = struct.Struct("<4sBB8s8sIIHQIIHIB")
 _U32 = struct.Struct("<I")
-_CHUNK_HEAD = struct.Struct("<IIH")  # index, frames, codebooks
-#: Bounds that keep a corrupted length from asking for absurd reads.
-MAX_HEADER_BYTES = 1 << 16
+_FLAG_ENTROPY = 1
+_DIGEST_BYTES = 8
+#: Inclusive upper bounds of the numeric header fields (all must be at least 1).
 _LIMITS = {
-    "sample_rate": 1 << 20, "model_sample_rate": 1 << 20, "channels": 1 << 10, "hop_length": 1 << 20,
-    "frames_per_chunk": 1 << 20, "n_q": 1 << 8, "codebook_size": 1 << 16,
-    "num_samples": 1 << 48, "num_frames": 1 << 48,
+    "sample_rate": 1 << 20, "model_sample_rate": 1 << 20, "channels": 1 << 10, "num_samples": 1 << 48,
+    "hop_length": 1 << 20, "frames_per_chunk": 1 << 20, "n_q": 255, "codebook_size": 1 << 16,
 }
+_MAX_VARINT_BYTES = 5  # enough for 32-bit values
 
 
 @dataclass(frozen=True)
@@ -45,19 +47,18 @@ class Header:
     """What a decoder needs to know before the first chunk.
 
     Attributes:
-        model_id: :attr:`codec.model.Codec.model_id` of the writing model.
+        model_id: :attr:`codec.model.Codec.model_id` of the writing model (16 hex digits).
         model_name: Bundled model name, or the config name of the writing model.
         sample_rate: Rate of the original audio in Hz (restored on decoding).
         model_sample_rate: Rate the model works at in Hz.
         channels: Channels of the original audio, coded as independent batch items.
         num_samples: Samples per channel of the original audio.
-        hop_length: Model-rate samples per frame.
-        num_frames: Frames per channel in the file.
+        hop_length: Model-rate samples per frame (frame rate = model_sample_rate / hop_length).
         frames_per_chunk: Frames in every chunk but the last.
         n_q: Codebooks per frame in the file.
         codebook_size: Entries per codebook.
         entropy_coded: Whether blocks are ANS-coded (else bit-packed).
-        entropy_tables: Digest of the entropy tables (``None`` when bit-packed).
+        entropy_tables: Digest of the entropy tables, 16 hex digits (``None`` when bit-packed).
     """
 
     model_id: str
@@ -67,7 +68,6 @@ class Header:
     channels: int
     num_samples: int
     hop_length: int
-    num_frames: int
     frames_per_chunk: int
     n_q: int
     codebook_size: int
@@ -75,7 +75,20 @@ class Header:
     entropy_tables: str | None
 
     def __post_init__(self) -> None:
-        self._check()
+        for key, limit in _LIMITS.items():
+            value = getattr(self, key)
+            if type(value) is not int or not 1 <= value <= limit:
+                raise FormatError(f"header field {key} = {value!r} is out of range 1..{limit}")
+        if not _is_hex(self.model_id):
+            raise FormatError(f"model id {self.model_id!r} is not {2 * _DIGEST_BYTES} hex digits")
+        if not isinstance(self.model_name, str) or not 1 <= len(self.model_name.encode()) <= 255:
+            raise FormatError("the model name must be 1 to 255 bytes of UTF-8")
+        if not isinstance(self.entropy_coded, bool):
+            raise FormatError("entropy_coded must be True or False")
+        if not (_is_hex(self.entropy_tables) if self.entropy_coded else self.entropy_tables is None):
+            raise FormatError("entropy_tables must be a 16-hex-digit digest when entropy-coded, else None")
+        if self.num_chunks >= 1 << 32:
+            raise FormatError(f"{self.num_chunks} chunks are more than the format allows")
 
     @property
     def frame_rate_hz(self) -> float:
@@ -89,8 +102,13 @@ class Header:
 
     @property
     def model_num_samples(self) -> int:
-        """Samples per channel at the model rate (the resampled length)."""
-        return -(-self.num_samples * self.model_sample_rate // self.sample_rate)  # exact integer ceil
+        """Samples per channel at the model rate (the resampled length, an exact integer ceil)."""
+        return -(-self.num_samples * self.model_sample_rate // self.sample_rate)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per channel: the model-rate samples padded to whole frames."""
+        return -(-self.model_num_samples // self.hop_length)
 
     @property
     def num_chunks(self) -> int:
@@ -106,27 +124,9 @@ class Header:
         """Frames in chunk ``index``."""
         return min(self.frames_per_chunk, self.num_frames - index * self.frames_per_chunk)
 
-    def _check(self) -> None:
-        for key, limit in _LIMITS.items():
-            value = getattr(self, key)
-            if type(value) is not int or not 1 <= value <= limit:
-                raise FormatError(f"header field {key} = {value!r} is out of range 1..{limit}")
-        for key in ("model_id", "model_name"):
-            if not isinstance(getattr(self, key), str) or not 0 < len(getattr(self, key)) <= 256:
-                raise FormatError(f"header field {key} must be a non-empty string")
-        if not isinstance(self.entropy_coded, bool):
-            raise FormatError("header field entropy_coded must be true or false")
-        tables_ok = isinstance(self.entropy_tables, str) and 0 < len(self.entropy_tables) <= 256
-        if not (tables_ok if self.entropy_coded else self.entropy_tables is None):
-            raise FormatError("header field entropy_tables must be a digest when entropy_coded is true, else null")
-        if self.num_chunks >= 1 << 32:
-            raise FormatError(f"header asks for {self.num_chunks} chunks, more than the format allows")
-        frames = -(-self.model_num_samples // self.hop_length)
-        if self.num_frames != frames:
-            raise FormatError(
-                f"header is inconsistent: {self.num_samples} samples at {self.sample_rate} Hz need "
-                f"{frames} frames, not {self.num_frames}"
-            )
+
+def _is_hex(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 2 * _DIGEST_BYTES and all(c in "0123456789abcdef" for c in value)
 
 
 def bandwidth_kbps(n_q: int, frame_rate_hz: float, codebook_size: int) -> float:
@@ -166,21 +166,54 @@ class Chunk:
     blocks: list[bytes]
 
 
+# ----- varints ------------------------------------------------------------------------------------
+def _varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, low bits first, high bit set on all but the last byte."""
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _parse_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """Reads a varint of ``data`` at ``pos``; returns ``(value, next position)``."""
+    value = 0
+    for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
+        if pos >= len(data):
+            raise FormatError(f"{what} is cut short")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    raise FormatError(f"{what} is longer than {_MAX_VARINT_BYTES} bytes")
+
+
 # ----- writing ------------------------------------------------------------------------------------
 def header_bytes(header: Header) -> bytes:
     """The serialized header, CRC included."""
-    text = json.dumps(dataclasses.asdict(header), sort_keys=True, separators=(",", ":")).encode()
-    head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text)) + text
-    return head + _U32.pack(zlib.crc32(head))
+    name = header.model_name.encode()
+    digest = bytes.fromhex(header.entropy_tables) if header.entropy_coded else bytes(_DIGEST_BYTES)
+    fixed = _FIXED.pack(
+        MAGIC, FORMAT_VERSION, _FLAG_ENTROPY if header.entropy_coded else 0, bytes.fromhex(header.model_id), digest,
+        header.sample_rate, header.model_sample_rate, header.channels, header.num_samples, header.hop_length,
+        header.frames_per_chunk, header.n_q, header.codebook_size, len(name),
+    )
+    return fixed + name + _U32.pack(zlib.crc32(fixed + name))
 
 
 def chunk_bytes(chunk: Chunk) -> bytes:
-    """The serialized chunk, length and CRC included."""
-    parts = [_CHUNK_HEAD.pack(chunk.index, chunk.num_frames, len(chunk.blocks))]
-    for block in chunk.blocks:
-        parts += [_U32.pack(len(block)), block]
-    payload = b"".join(parts)
-    return _U32.pack(len(payload)) + payload + _U32.pack(zlib.crc32(payload))
+    """The serialized chunk: length, payload, CRC (which also covers the chunk's index)."""
+    lengths = b"".join(_varint(len(block)) for block in chunk.blocks[:-1])
+    payload = lengths + b"".join(chunk.blocks)
+    head = _varint(len(payload))
+    return head + payload + _U32.pack(_chunk_crc(chunk.index, head, payload))
+
+
+def _chunk_crc(index: int, head: bytes, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(head, zlib.crc32(_U32.pack(index))))
 
 
 # ----- reading ------------------------------------------------------------------------------------
@@ -198,28 +231,35 @@ def read_header(f: BinaryIO) -> Header:
         FormatError: On a bad magic, an unknown version, a CRC mismatch, a
             truncated header or a field out of range.
     """
-    prefix = f.read(_PREFIX.size)
-    if len(prefix) < 4 or prefix[:4] != MAGIC:
+    start = f.read(5)
+    if len(start) < 4 or start[:4] != MAGIC:
         raise FormatError(f"not an rvq-codec file: it does not start with {MAGIC.decode()!r}")
-    if len(prefix) < _PREFIX.size:
-        raise FormatError("the file is truncated: it ends inside the header")
-    _, version, size = _PREFIX.unpack(prefix)
-    if version != FORMAT_VERSION:
-        raise FormatError(f"unsupported format version {version}; this rvq-codec reads version {FORMAT_VERSION}")
-    if size > MAX_HEADER_BYTES:
-        raise FormatError(f"header length {size} exceeds {MAX_HEADER_BYTES} bytes: the file is corrupt")
-    text = _read_exact(f, size, "the header")
+    if len(start) == 5 and start[4] != FORMAT_VERSION:
+        raise FormatError(f"unsupported format version {start[4]}; this rvq-codec reads version {FORMAT_VERSION}")
+    fixed = start + _read_exact(f, _FIXED.size - len(start), "the header")
+    (_, _, flags, model_id, digest, *numbers, name_length) = _FIXED.unpack(fixed)
+    name = _read_exact(f, name_length, "the header")
     (crc,) = _U32.unpack(_read_exact(f, _U32.size, "the header"))
-    if crc != zlib.crc32(prefix + text):
+    if crc != zlib.crc32(fixed + name):
         raise FormatError("header checksum mismatch: the file is corrupt")
+    if flags & ~_FLAG_ENTROPY or (not flags and any(digest)):
+        raise FormatError(f"header flags {flags:#x} are not valid in format version {FORMAT_VERSION}")
     try:
-        fields = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"header is not valid JSON ({e})") from None
-    names = {f.name for f in dataclasses.fields(Header)}
-    if not isinstance(fields, dict) or set(fields) != names:
-        raise FormatError(f"header must hold exactly the fields {sorted(names)}")
-    return Header(**fields)
+        model_name = name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("the model name in the header is not UTF-8") from None
+    keys = ("sample_rate", "model_sample_rate", "channels", "num_samples", "hop_length", "frames_per_chunk",
+            "n_q", "codebook_size")
+    entropy = bool(flags & _FLAG_ENTROPY)
+    return Header(
+        model_id=model_id.hex(), model_name=model_name, entropy_coded=entropy,
+        entropy_tables=digest.hex() if entropy else None, **dict(zip(keys, numbers)),
+    )
+
+
+def max_block_bytes(header: Header, frames: int) -> int:
+    """Bytes a block of ``frames`` frames can take: 24-bit ANS codes plus the coder's state, or packed codes."""
+    return 3 * header.channels * frames + 8
 
 
 def read_chunk(f: BinaryIO, header: Header, index: int) -> Chunk:
@@ -229,41 +269,34 @@ def read_chunk(f: BinaryIO, header: Header, index: int) -> Chunk:
         FormatError: Naming the chunk, on truncation, CRC mismatch or bad layout.
     """
     frames = header.chunk_frames(index)
-    # Worst case per block: 24-bit ANS codes plus two spare words, or bit-packed codes.
-    max_block = 8 + 3 * header.channels * frames + 4
-    max_payload = _CHUNK_HEAD.size + header.n_q * (_U32.size + max_block)
-    (size,) = _U32.unpack(_read_exact(f, _U32.size, f"chunk {index}"))
-    if size > max_payload:
-        raise FormatError(f"chunk {index}: length {size} exceeds the {max_payload} bytes it can hold")
+    head = bytearray()
+    while not head or head[-1] & 0x80:
+        if len(head) == _MAX_VARINT_BYTES:
+            raise FormatError(f"chunk {index}: its length field is longer than {_MAX_VARINT_BYTES} bytes")
+        head += _read_exact(f, 1, f"chunk {index}")
+    size, _ = _parse_varint(bytes(head), 0, f"chunk {index} length")
+    limit = header.n_q * (_MAX_VARINT_BYTES + max_block_bytes(header, frames))
+    if size > limit:
+        raise FormatError(f"chunk {index}: length {size} exceeds the {limit} bytes it can hold")
     payload = _read_exact(f, size, f"chunk {index}")
     (crc,) = _U32.unpack(_read_exact(f, _U32.size, f"chunk {index}"))
-    if crc != zlib.crc32(payload):
-        raise FormatError(f"chunk {index}: checksum mismatch: the file is corrupt from this chunk on")
-    return _parse_payload(payload, header, index, frames)
+    if crc != _chunk_crc(index, bytes(head), payload):
+        raise FormatError(f"chunk {index}: checksum mismatch: the file is corrupt (or its chunks out of order)")
+    return Chunk(index=index, num_frames=frames, blocks=_split_blocks(payload, header.n_q, index))
 
 
-def _parse_payload(payload: bytes, header: Header, index: int, frames: int) -> Chunk:
-    if len(payload) < _CHUNK_HEAD.size:
-        raise FormatError(f"chunk {index}: payload too short")
-    got_index, got_frames, n_q = _CHUNK_HEAD.unpack_from(payload)
-    if (got_index, got_frames, n_q) != (index, frames, header.n_q):
-        raise FormatError(
-            f"chunk {index}: holds chunk {got_index} with {got_frames} frames and {n_q} codebooks, "
-            f"expected chunk {index} with {frames} frames and {header.n_q} codebooks"
-        )
-    pos, blocks = _CHUNK_HEAD.size, []
-    for k in range(n_q):
-        if pos + _U32.size > len(payload):
-            raise FormatError(f"chunk {index}: codebook {k} block is missing")
-        (length,) = _U32.unpack_from(payload, pos)
-        pos += _U32.size
-        if pos + length > len(payload):
-            raise FormatError(f"chunk {index}: codebook {k} block overruns the chunk")
+def _split_blocks(payload: bytes, n_q: int, index: int) -> list[bytes]:
+    pos, lengths = 0, []
+    for k in range(n_q - 1):
+        length, pos = _parse_varint(payload, pos, f"chunk {index}: the length of codebook {k}")
+        lengths.append(length)
+    if pos + sum(lengths) > len(payload):
+        raise FormatError(f"chunk {index}: its codebook blocks overrun the chunk")
+    blocks = []
+    for length in lengths:
         blocks.append(payload[pos : pos + length])
         pos += length
-    if pos != len(payload):
-        raise FormatError(f"chunk {index}: {len(payload) - pos} stray bytes after the last block")
-    return Chunk(index=index, num_frames=frames, blocks=blocks)
+    return [*blocks, payload[pos:]]
 
 
 def iter_chunks(f: BinaryIO, header: Header) -> Iterator[Chunk]:
@@ -282,7 +315,7 @@ def truncate_stream(header: Header, src: BinaryIO, dst: BinaryIO, n_q: int) -> H
     """Copies a file keeping only the first ``n_q`` codebooks of every chunk.
 
     Nothing is decoded: each chunk's leading blocks are copied as they are
-    and its length and CRC rewritten. The result equals the file that
+    and its lengths and CRC rewritten. The result equals the file that
     compressing the same audio with ``n_q`` codebooks would write.
 
     Args:

@@ -24,10 +24,15 @@ import torch
 from torch import Tensor
 
 from codec.audio import resample
+from codec.errors import InputError
 
 #: torchaudio's default ``lowpass_filter_width`` and ``rolloff``, which codec.audio.resample uses.
 _ZERO_CROSSINGS = 6
 _ROLLOFF = 0.99
+#: Largest filter bank accepted (``new * (2 * width + orig)`` floats, 64 MB). Common rate pairs
+#: need far less (44.1 <-> 16 kHz: 76k); nearly coprime ones (44101 -> 16000 Hz: 700M) would
+#: exhaust memory inside torchaudio.
+MAX_KERNEL_SIZE = 1 << 24
 
 
 class ChunkedResampler:
@@ -48,6 +53,11 @@ class ChunkedResampler:
         gcd = math.gcd(orig_rate, target_rate)
         self._orig, self._new = orig_rate // gcd, target_rate // gcd
         width = math.ceil(_ZERO_CROSSINGS * self._orig / (_ROLLOFF * min(self._orig, self._new)))
+        if orig_rate != target_rate and self._new * (2 * width + self._orig) > MAX_KERNEL_SIZE:
+            raise InputError(
+                f"cannot resample {orig_rate} Hz to {target_rate} Hz: the ratio {self._orig}:{self._new} is too "
+                "fine for the windowed-sinc resampler; convert the audio to a common rate first (e.g. with sox)"
+            )
         self._context = self._orig * (math.ceil((width + self._orig) / self._orig) + 1)  # whole groups
         self._buffer = torch.zeros(channels, self._context)  # [C, L], input from index self._start
         self._start = -self._context

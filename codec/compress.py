@@ -312,9 +312,11 @@ def compress(
         header = Header(
             model_id=loaded.model_id, model_name=loaded.name, sample_rate=sound.samplerate,
             model_sample_rate=codec.sample_rate, channels=sound.channels, num_samples=counter[0],
-            hop_length=codec.hop_length, num_frames=num_frames, frames_per_chunk=chunk_frames, n_q=n_q, codebook_size=codec.config.codebook_size,
+            hop_length=codec.hop_length, frames_per_chunk=chunk_frames, n_q=n_q, codebook_size=codec.config.codebook_size,
             entropy_coded=entropy_coding, entropy_tables=tables.digest if tables is not None else None,
         )
+        if num_frames != header.num_frames:  # the resampler and encoder gave the lengths the header implies
+            raise RuntimeError(f"encoded {num_frames} frames where the header implies {header.num_frames}")
         with open(tmp, "wb") as out:
             out.write(bitstream.header_bytes(header))
             body.seek(0)
@@ -342,10 +344,7 @@ def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | 
     model_left, out_left = header.model_num_samples, header.num_samples
     with codec.streaming(batch_size=channels):
         for chunk in bitstream.iter_chunks(f, header):
-            try:
-                codes = decode_codes(chunk.blocks, channels, chunk.num_frames, tables, header.codebook_size)
-            except FormatError as e:
-                raise FormatError(f"chunk {chunk.index}: {e}") from None
+            codes = _chunk_codes(chunk, header, tables)  # [C, n_q, f]
             wav = codec.decode(torch.from_numpy(codes))[:, 0, :model_left]  # [C, n]
             model_left -= wav.shape[-1]
             out = resampler.process(wav)[:, :out_left]
@@ -354,6 +353,37 @@ def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | 
                 bar.update(round(chunk.num_frames / header.frame_rate_hz, 2))
             yield out
     yield resampler.flush()[:, :out_left]
+
+
+def read_codes(src: str | Path, model: LoadedModel | Codec | str | Path | None = None) -> tuple[Header, Tensor]:
+    """The codes of a compressed file, without running the decoder network.
+
+    Args:
+        src: Compressed file, or ``-`` for stdin.
+        model: The model that wrote the file, for its entropy tables (default:
+            the bundled model the file names).
+
+    Returns:
+        The header and the codes ``[C, n_q, F]`` (int64).
+
+    Raises:
+        FormatError: On a corrupt or truncated file.
+        ModelMismatchError: If ``model`` is not the one that wrote the file.
+    """
+    with _open_binary(src) as f:
+        header = bitstream.read_header(f)
+        loaded = _model_for_file(header, model)
+        tables = loaded.tables if header.entropy_coded else None
+        parts = [_chunk_codes(chunk, header, tables) for chunk in bitstream.iter_chunks(f, header)]
+    return header, torch.from_numpy(np.concatenate(parts, axis=-1))
+
+
+def _chunk_codes(chunk: bitstream.Chunk, header: Header, tables: EntropyTables | None) -> np.ndarray:
+    """Codes ``[C, n_q, f]`` of one chunk; errors name the chunk."""
+    try:
+        return decode_codes(chunk.blocks, header.channels, chunk.num_frames, tables, header.codebook_size)
+    except FormatError as e:
+        raise FormatError(f"chunk {chunk.index}: {e}") from None
 
 
 def decompress(

@@ -37,6 +37,7 @@ from pathlib import Path
 import constriction
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from torch import Tensor
 
@@ -137,7 +138,7 @@ class EntropyTables:
             return cls.uniform(n_q, codebook_size)
         try:
             counts = load_file(str(path))["counts"]
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, SafetensorError) as e:
             raise ConfigError(f"{path}: cannot read entropy tables ({e}); refit them or delete the file") from None
         if counts.shape != (n_q, codebook_size):
             raise ConfigError(f"{path}: tables are {counts.shape} but the model has {n_q} x {codebook_size} codes")
@@ -177,10 +178,15 @@ class EntropyTables:
         return self._models[k]
 
     def encode(self, k: int, symbols: np.ndarray) -> bytes:
-        """ANS-codes the symbols ``[N]`` of codebook ``k``; returns little-endian 32-bit words."""
+        """ANS-codes the symbols ``[N]`` of codebook ``k``.
+
+        Returns:
+            The coder's 32-bit words, little-endian, without the zero high
+            bytes of the last word (which is never zero).
+        """
         coder = constriction.stream.stack.AnsCoder()
         coder.encode_reverse(np.ascontiguousarray(symbols, dtype=np.int32), self._model(k))
-        return coder.get_compressed().astype("<u4").tobytes()
+        return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
     def decode(self, k: int, data: bytes, count: int) -> np.ndarray:
         """Decodes ``count`` symbols of codebook ``k`` from :meth:`encode` output.
@@ -188,8 +194,7 @@ class EntropyTables:
         Raises:
             FormatError: If ``data`` is not a complete ANS stream of ``count`` symbols.
         """
-        if len(data) % 4:
-            raise FormatError(f"entropy-coded block of {len(data)} bytes is not whole 32-bit words")
+        data = data + bytes(-len(data) % 4)  # restore the last word's high bytes
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         try:
             coder = constriction.stream.stack.AnsCoder(words)
