@@ -54,6 +54,8 @@ DEFAULT_MODEL = "speech-16khz"
 #: Files at least this long get a progress bar.
 PROGRESS_MIN_SECONDS = 5.0
 STDIO = "-"
+#: soundfile reports at least this many frames for a stream whose length is unknown.
+_UNKNOWN_FRAMES = 1 << 62
 
 
 # ----- models -------------------------------------------------------------------------------------
@@ -179,6 +181,19 @@ def _open_binary(src: str | Path) -> Iterator[BinaryIO]:
         yield f
 
 
+class _ForwardReader(sf.SoundFile):
+    """An audio file read front to back only.
+
+    soundfile seeks after every read of a seekable file to track its
+    position; that seek fails on streams of unknown length (FLAC written to a
+    pipe by ffmpeg). Reading forward never needs it.
+    """
+
+    def seekable(self) -> bool:
+        """Always ``False``: reads go forward and stop at the end of the data."""
+        return False
+
+
 @contextlib.contextmanager
 def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
     """Opens an audio file for reading; stdin (``-``) is spooled to a temporary file first."""
@@ -193,7 +208,7 @@ def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
                 raise InputError(f"audio file {src} does not exist")
             source, name = str(src), str(src)
         try:
-            sound = stack.enter_context(sf.SoundFile(source))
+            sound = stack.enter_context(_ForwardReader(source))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise InputError(f"cannot read audio from {name}: {e}") from None
         if sound.frames == 0:
@@ -211,10 +226,12 @@ def _output_format(dst: str | Path) -> tuple[str, str]:
     return fmt
 
 
-def _progress(seconds: float, enabled: bool) -> tqdm:
+def _progress(seconds: float | None, enabled: bool) -> tqdm:
+    """A progress bar in seconds of audio on stderr, for lengths known and at least :data:`PROGRESS_MIN_SECONDS`."""
+    shown = enabled and seconds is not None and seconds >= PROGRESS_MIN_SECONDS
     return tqdm(
-        total=round(seconds, 2), unit="s", unit_scale=True, file=sys.stderr, leave=False,
-        disable=not enabled or seconds < PROGRESS_MIN_SECONDS, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s",
+        total=round(seconds or 0, 2), unit="s", file=sys.stderr, leave=False, disable=not shown,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s",
     )
 
 
@@ -259,9 +276,18 @@ def _model_rate_blocks(sound: sf.SoundFile, model_rate: int, counter: list[int],
     """Reads ``sound`` in one-second blocks resampled to ``model_rate``: [C, n] each.
 
     Adds the input samples read to ``counter[0]``.
+
+    Raises:
+        InputError: If the audio data cannot be decoded.
     """
     resampler = ChunkedResampler(sound.samplerate, model_rate, sound.channels)
-    for block in sound.blocks(blocksize=sound.samplerate, dtype="float32", always_2d=True):  # [n, C]
+    while True:
+        try:
+            block = sound.read(sound.samplerate, dtype="float32", always_2d=True)  # [n, C]
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise InputError(f"cannot decode the audio after {counter[0]} samples: {e}") from None
+        if not len(block):
+            break
         counter[0] += block.shape[0]
         bar.update(round(block.shape[0] / sound.samplerate, 2))
         yield resampler.process(torch.from_numpy(block.T.copy()))
@@ -303,12 +329,15 @@ def compress(
     chunk_frames = frames_per_chunk(codec)
     with _open_audio(src) as sound, tempfile.TemporaryFile() as body, _atomic_output(dst) as tmp:
         counter, num_frames = [0], 0
-        with _progress(sound.frames / sound.samplerate, progress) as bar:
+        known = sound.frames < _UNKNOWN_FRAMES
+        with _progress(sound.frames / sound.samplerate if known else None, progress) as bar:
             blocks = _model_rate_blocks(sound, codec.sample_rate, counter, bar)
             for index, codes in enumerate(encode_chunks(codec, blocks, sound.channels, n_q, chunk_frames)):
                 coded = encode_codes(codes, tables, codec.config.codebook_size)
                 body.write(bitstream.chunk_bytes(bitstream.Chunk(index, codes.shape[-1], coded)))
                 num_frames += codes.shape[-1]
+        if counter[0] == 0:
+            raise InputError(f"audio from {src} holds no samples")
         header = Header(
             model_id=loaded.model_id, model_name=loaded.name, sample_rate=sound.samplerate,
             model_sample_rate=codec.sample_rate, channels=sound.channels, num_samples=counter[0],

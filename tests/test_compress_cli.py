@@ -200,6 +200,28 @@ def test_dash_reads_stdin_and_writes_stdout(
     assert b"channels:       1" in _piped(monkeypatch, packed, "info", "-")
 
 
+def _flac_of_unknown_length(path: Path) -> bytes:
+    """``path`` as FLAC whose stream info says "length unknown", as ffmpeg writes FLAC to a pipe."""
+    data, rate = sf.read(str(path), dtype="int16")
+    buffer = io.BytesIO()
+    sf.write(buffer, data, rate, format="FLAC", subtype="PCM_16")
+    flac = bytearray(buffer.getvalue())
+    assert flac[:4] == b"fLaC" and flac[4] & 0x7F == 0  # the first metadata block is the stream info
+    packed = int.from_bytes(flac[18:26], "big")  # rate (20 bits), channels, bits, total samples (36 bits)
+    assert packed & ((1 << 36) - 1) == len(data)
+    flac[18:26] = (packed >> 36 << 36).to_bytes(8, "big")
+    return bytes(flac)
+
+
+def test_stdin_of_unknown_length(stereo_clip: Path, model_dir: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = tmp_path / "ref.rvq"
+    assert _run("compress", stereo_clip, reference, "--model", model_dir, "--quiet") == 0
+    flac = _flac_of_unknown_length(stereo_clip)
+    assert sf.info(io.BytesIO(flac)).frames > 1 << 62  # soundfile cannot tell the length
+    assert _piped(monkeypatch, flac, "compress", "-", "-", "--model", model_dir) == reference.read_bytes()
+
+
 def _flip_bit(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x01
