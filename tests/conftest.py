@@ -58,6 +58,16 @@ def load_speech(sample_rate: int, index: int = 0, seconds: float | None = None) 
     return wav[None]  # [1, 1, T]
 
 
+def chunks(total: int, plan: list[int], step: int) -> list[slice]:
+    """Slices covering ``range(total)`` by repeating ``plan`` (sizes in units of ``step``)."""
+    out, start, i = [], 0, 0
+    while start < total:
+        end = min(start + plan[i % len(plan)] * step, total)
+        out.append(slice(start, end))
+        start, i = end, i + 1
+    return out
+
+
 def seeded_tiny() -> Codec:
     """``codec_tiny()`` built after seeding torch, in eval mode."""
     torch.manual_seed(SEED)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import chunks
 
 from codec.errors import InputError
 from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM
@@ -52,15 +53,6 @@ def build(case: LayerCase) -> StreamingModule:
     return layer
 
 
-def chunk_sizes(total: int, plan: list[int], step: int) -> list[int]:
-    """Sizes (in samples) that cover ``total`` by repeating ``plan`` (in units of ``step``)."""
-    sizes, i = [], 0
-    while sum(sizes) < total:
-        sizes.append(min(plan[i % len(plan)] * step, total - sum(sizes)))
-        i += 1
-    return sizes
-
-
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 @pytest.mark.parametrize("steps", [1, 7, 24])
 def test_output_length(case: LayerCase, steps: int) -> None:
@@ -95,10 +87,8 @@ def test_chunked_equals_offline(case: LayerCase, plan: list[int]) -> None:
         offline = layer(x)
         outputs = []
         with streaming(layer, batch_size=BATCH):
-            start = 0
-            for size in chunk_sizes(x.shape[-1], plan, case.in_step):
-                outputs.append(layer(x[..., start : start + size]))
-                start += size
+            for part in chunks(x.shape[-1], plan, case.in_step):
+                outputs.append(layer(x[..., part]))
     chunked = torch.cat(outputs, dim=-1)
     assert chunked.shape == offline.shape
     assert (chunked - offline).abs().max() <= 1e-5

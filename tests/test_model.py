@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import chunks
 from safetensors import safe_open
 
 from codec.errors import BandwidthError, CodecError, InputError, ModelNotFoundError, SampleRateError
@@ -31,16 +32,6 @@ def two_clips(speech: Speech, sample_rate: int, length: int) -> torch.Tensor:
     """Two different real speech clips of ``length`` samples as a batch ``[2, 1, length]``."""
     clips = [speech(sample_rate, index=i, seconds=1.0)[..., 2000 : 2000 + length] for i in range(2)]
     return torch.cat(clips)
-
-
-def chunks(total: int, plan: list[int], step: int) -> list[slice]:
-    """Slices covering ``range(total)`` by repeating ``plan`` (sizes in units of ``step``)."""
-    out, start, i = [], 0, 0
-    while start < total:
-        end = min(start + plan[i % len(plan)] * step, total)
-        out.append(slice(start, end))
-        start, i = end, i + 1
-    return out
 
 
 # ----- shapes and lengths ----------------------------------------------------------------------
