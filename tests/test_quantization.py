@@ -187,7 +187,7 @@ def test_dropout_varies_codebooks_per_item_and_ignores_later_codes() -> None:
 
 def test_no_dropout_in_eval_mode(fitted_codec: Codec) -> None:
     z = torch.randn(5, fitted_codec.config.dimension, 3)
-    fitted_codec.quantizer.dropout = True
+    assert fitted_codec.quantizer.dropout
     assert fitted_codec.quantizer(z).n_q_per_item.tolist() == [fitted_codec.config.n_q] * 5
 
 
