@@ -19,8 +19,8 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg i
 
 @pytest.fixture(scope="module")
 def clip() -> torch.Tensor:
-    """4 s of real speech at 16 kHz ``[T]``, an odd length that is no whole number of codec frames."""
-    return load_speech(RATE, index=0, seconds=4.0)[0, 0, :-37]
+    """2 s of real speech at 16 kHz ``[T]``, an odd length that is no whole number of codec frames."""
+    return load_speech(RATE, index=0, seconds=2.0)[0, 0, :-37]
 
 
 def test_opus_round_trip_measures_its_own_bitrate(clip: torch.Tensor) -> None:
