@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import time
 import warnings
@@ -109,7 +110,7 @@ def export(
     bandwidth_kbps: float | None = None,
     fixed_samples: int | None = None,
 ) -> list[ExportedFiles]:
-    """Writes ``encoder`` and ``decoder`` files in each format to ``out_dir``.
+    """Writes ``encoder`` and ``decoder`` files in each format, and ``export.json``, to ``out_dir``.
 
     Args:
         model: The codec.
@@ -150,6 +151,18 @@ def export(
             _export_torchscript(encoder, wav, files.encoder)
             _export_torchscript(decoder, codes, files.decoder)
         written.append(files)
+    info = {
+        "model_id": model.model_id,
+        "model_name": model.config.name,
+        "sample_rate": model.sample_rate,
+        "hop_length": model.hop_length,
+        "n_q": n_q,
+        "codebook_size": model.config.codebook_size,
+        "samples": fixed_samples,  # null: dynamic batch and length
+        "encoder": {"input": "audio [B, 1, T] float32", "output": "codes [B, n_q, ceil(T / hop)] int64"},
+        "decoder": {"input": "codes [B, n_q, F] int64", "output": "audio [B, 1, F * hop] float32"},
+    }
+    _atomic_write(out_dir / "export.json", lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
     return written
 
 
@@ -346,6 +359,15 @@ class PrecisionReport:
     end_to_end_snr_db: float = math.nan
     seconds: float = math.nan
 
+    @property
+    def degraded(self) -> bool:
+        """Whether over 1% of the codes change or the end-to-end SNR falls under 30 dB.
+
+        Changed codes are changed tokens for a language model, even when the
+        decoded audio hardly differs.
+        """
+        return bool(self.error) or self.codes_equal < 0.99 or self.end_to_end_snr_db < 30
+
     def format_line(self) -> str:
         """One line for people."""
         if self.error:
@@ -353,7 +375,8 @@ class PrecisionReport:
         return (
             f"{self.dtype:<9} codes identical {100 * self.codes_equal:7.3f}% (first codebook "
             f"{100 * self.first_codebook_equal:.3f}%)   decoder SNR {self.decoder_snr_db:6.2f} dB   "
-            f"end-to-end SNR {self.end_to_end_snr_db:6.2f} dB   {self.seconds:.1f} s"
+            f"end-to-end SNR {self.end_to_end_snr_db:6.2f} dB   {self.seconds:.1f} s   "
+            + ("degraded: keep float32" if self.degraded else "close to float32")
         )
 
 
@@ -403,13 +426,12 @@ def _precision_report(
     )
 
 
-def load_long_speech(paths: list[Path], sample_rate: int, min_seconds: float) -> Tensor:
-    """Mono audio ``[1, 1, T]`` at ``sample_rate``: the files one after another, repeated until ``min_seconds``."""
+def load_long_speech(paths: list[Path], sample_rate: int, seconds: float) -> Tensor:
+    """Mono audio ``[1, 1, seconds * sample_rate]``: the files one after another, repeated as needed, then cut."""
     clips = [audio.load(p, target_rate=sample_rate, mono=True)[0] for p in paths]  # [1, T_i] each
-    need = math.ceil(min_seconds * sample_rate)
-    total = sum(c.shape[-1] for c in clips)
-    wav = torch.cat(clips * math.ceil(need / total), dim=-1)
-    return wav[None, :, : max(need, total)]
+    need = math.ceil(seconds * sample_rate)
+    wav = torch.cat(clips * math.ceil(need / sum(c.shape[-1] for c in clips)), dim=-1)
+    return wav[None, :, :need]
 
 
 def _export_command(args: argparse.Namespace) -> int:
@@ -459,10 +481,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "precision",
         help="compare float16 and bfloat16 inference with float32 on a long recording",
-        description="Run the model in float16 and bfloat16 on at least --seconds of audio (the files, repeated) "
+        description="Run the model in float16 and bfloat16 on --seconds of audio (the files joined, repeated, cut) "
         "and report code agreement and waveform SNR against float32.",
     )
     p.add_argument("audio", type=Path, nargs="+", help="speech recordings, joined one after another")
     p.add_argument("--model", required=True, help="saved model directory or bundled name")
-    p.add_argument("--seconds", type=float, default=35.0, help="minimum length of the test signal (default 35)")
+    p.add_argument("--seconds", type=float, default=35.0, help="length of the test signal (default 35)")
     p.set_defaults(func=_precision_command)

@@ -197,12 +197,26 @@ def encode_batch(model: Codec, wavs: list[Tensor], bandwidth_kbps: float | None)
 
 @dataclass
 class _PendingShard:
-    """Items encoded since the last commit."""
+    """Items encoded, and files failed, since the last commit."""
 
     codes: list[Tensor] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+
+    def add(self, item: Item, seconds: float, wav: Tensor, codes: Tensor) -> None:
+        """Adds a file's codes ``[n_q, F]`` and its manifest line (shard and offset come at commit)."""
+        self.codes.append(codes)
+        self.records.append(
+            {"path": item.path, "duration_s": round(seconds, 6), "samples": wav.shape[-1], "frames": codes.shape[-1]}
+        )
+        self.seconds += seconds
+
+    def take(self) -> dict[str, list[Any]]:
+        """Empties the pending shard; returns its contents as :func:`commit_shard` arguments."""
+        taken = {"codes": self.codes, "records": self.records, "failures": self.failures}
+        self.codes, self.records, self.failures, self.seconds = [], [], [], 0.0
+        return taken
 
 
 @dataclass
@@ -324,15 +338,10 @@ def tokenize(
     remove_orphans(out_dir, procs.index, procs.count)
     done = {line["path"] for line in committed_lines(out_dir) if "frames" in line}
     todo = [item for item in items[procs.index :: procs.count] if item.path not in done]
-    pending = _PendingShard()
-    durations = {}
-    for item in todo:
-        try:
-            durations[item] = audio.read_info(item.source).duration
-        except InputError as e:
-            pending.failures.append({"path": item.path, "error": str(e)})
+    durations, failures = _durations(todo)
+    pending = _PendingShard(failures=failures)
     readable = list(durations)
-    batches = [[readable[i] for i in b] for b in plan_batches([durations[x] for x in readable], batch_seconds)]
+    batches = [[readable[i] for i in b] for b in plan_batches(list(durations.values()), batch_seconds)]
     loader = DataLoader(
         _BatchLoader(batches, model.sample_rate, model.config.channels), batch_size=None, num_workers=workers
     )
@@ -344,29 +353,26 @@ def tokenize(
             pending.failures += failures
             if loaded:
                 codes = encode_batch(model, [wav for _, wav in loaded], bandwidth_kbps)
-                for (item, wav), c in zip(loaded, codes, strict=True):
-                    pending.codes.append(c)
-                    pending.records.append(_record(item, durations[item], wav, c))
-                    pending.seconds += durations[item]
+                for (item, wav), item_codes in zip(loaded, codes, strict=True):
+                    pending.add(item, durations[item], wav, item_codes)
             if pending.seconds >= shard_minutes * 60:
-                commit_shard(out_dir, shard_name(procs.index, sequence), **_take(pending))
+                commit_shard(out_dir, shard_name(procs.index, sequence), **pending.take())
                 sequence += 1
             bar.update(len(loaded) + len(failures))
     if pending.codes or pending.failures:
-        commit_shard(out_dir, shard_name(procs.index, sequence), **_take(pending))
+        commit_shard(out_dir, shard_name(procs.index, sequence), **pending.take())
     return finish(out_dir, items, n_q)
 
 
-def _record(item: Item, seconds: float, wav: Tensor, codes: Tensor) -> dict[str, Any]:
-    """The manifest line of a tokenized file (shard and offset are added at commit)."""
-    return {"path": item.path, "duration_s": round(seconds, 6), "samples": wav.shape[-1], "frames": codes.shape[-1]}
-
-
-def _take(pending: _PendingShard) -> dict[str, list[Any]]:
-    """Empties ``pending``; returns its contents as :func:`commit_shard` arguments."""
-    taken = {"codes": pending.codes, "records": pending.records, "failures": pending.failures}
-    pending.codes, pending.records, pending.failures, pending.seconds = [], [], [], 0.0
-    return taken
+def _durations(items: list[Item]) -> tuple[dict[Item, float], list[dict[str, str]]]:
+    """Seconds of each readable file (from its header), and the failures of the others."""
+    durations, failures = {}, []
+    for item in items:
+        try:
+            durations[item] = audio.read_info(item.source).duration
+        except InputError as e:
+            failures.append({"path": item.path, "error": str(e)})
+    return durations, failures
 
 
 def finish(out_dir: Path, items: list[Item], n_q: int) -> TokenizeSummary | None:

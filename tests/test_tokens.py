@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,6 +159,26 @@ def test_processes_share_the_files(
     )
     shards = {item["shard"].split("/")[-1][:3] for item in TokenDataset(tmp_path / "tok").items}
     assert shards == {"p00", "p01"}
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes(speech_dir: Path, model_dir: Path, tmp_path: Path) -> None:
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command = [
+        *launch,
+        "-m",
+        "codec.cli",
+        "tokenize",
+        str(speech_dir),
+        str(tmp_path / "tok"),
+        "--model",
+        str(model_dir),
+    ]
+    subprocess.run(command, check=True, timeout=600)
+    items = TokenDataset(tmp_path / "tok").items
+    assert len(items) == len([p for p in speech_dir.rglob("*.wav") if p.name != BAD_FILE])
+    assert {item["shard"].split("/")[-1][:3] for item in items} == {"p00", "p01"}
 
 
 def test_resuming_with_another_bitrate_is_refused(speech_dir: Path, model_dir: Path, tmp_path: Path) -> None:
