@@ -11,9 +11,9 @@ import torch
 from conftest import DATA_DIR, data_wavs
 
 from codec.cli import main
-from codec.errors import InputError
+from codec.errors import InputError, ModelNotFoundError
 from codec.presets import codec_tiny_config
-from eval.evaluate import list_audio, load_model, mean_ci, score
+from eval.evaluate import list_audio, load_model, load_model_and_tables, mean_ci, score
 from eval.metrics import METRICS, Metric
 
 FAST_METRICS = "sisdr,mel,stoi,pesq"
@@ -77,10 +77,17 @@ def test_manifest_paths_resolve_against_the_manifest(tmp_path: Path) -> None:
         list_audio(tmp_path / "missing")
 
 
-def test_presets_load_untrained_and_unknown_ones_are_named() -> None:
-    assert load_model("preset:tiny").config.name == "codec-tiny"
+def test_models_load_from_presets_and_saved_directories(tmp_path: Path) -> None:
+    preset = load_model("preset:tiny")
+    assert preset.config.name == "codec-tiny" and not preset.training
+    preset.save_pretrained(tmp_path / "model")
+    model, tables = load_model_and_tables(str(tmp_path / "model"))
+    assert model.model_id == preset.model_id
+    assert tables.counts.shape == (preset.config.n_q, preset.config.codebook_size)
     with pytest.raises(InputError, match="choose from 16khz, 24khz, tiny"):
         load_model("preset:48khz")
+    with pytest.raises(ModelNotFoundError):
+        load_model(str(tmp_path / "missing"))
 
 
 def test_confidence_interval() -> None:
