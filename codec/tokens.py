@@ -9,8 +9,8 @@ and ``codec detokenize`` decodes them to WAV files.
 - Batches hold files of similar length, padded and encoded with their
   lengths, which gives the codes of encoding each file alone up to float
   rounding: PyTorch's CPU convolution and LSTM kernels round differently for
-  different batch sizes and lengths (by about 1e-7), which flips a code at a
-  near tie now and then (under 0.1% of codes on the test clips).
+  different batch sizes and lengths, moving the latent by about 1e-7, which
+  can flip a code only at a near tie (none flipped on the test clips).
 - Every file is resampled to the model rate; for a mono model its channels
   are mixed down (the mean), for a multichannel model the file must have the
   model's channel count.
@@ -349,8 +349,8 @@ def tokenize(
     show = progress and procs.index == 0
     with tqdm(total=len(todo), unit="file", desc="tokenize", disable=not show) as bar:
         bar.update(len(pending.failures))
-        for loaded, failures in loader:
-            pending.failures += failures
+        for loaded, failed in loader:
+            pending.failures += failed
             if loaded:
                 codes = encode_batch(model, [wav for _, wav in loaded], bandwidth_kbps)
                 for (item, wav), item_codes in zip(loaded, codes, strict=True):
@@ -358,7 +358,7 @@ def tokenize(
             if pending.seconds >= shard_minutes * 60:
                 commit_shard(out_dir, shard_name(procs.index, sequence), **pending.take())
                 sequence += 1
-            bar.update(len(loaded) + len(failures))
+            bar.update(len(loaded) + len(failed))
     if pending.codes or pending.failures:
         commit_shard(out_dir, shard_name(procs.index, sequence), **pending.take())
     return finish(out_dir, items, n_q)
