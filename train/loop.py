@@ -237,10 +237,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             # ----- log ----------------------------------------------------------------------------
             seen_s += wav.shape[0] * segment_s * accelerator.num_processes
             rate = seen_s / (time.perf_counter() - tick)
+            values = {k: float(v.detach()) for k, v in losses.items()}
             bar.update(1)
-            bar.set_postfix(mel=f"{float(losses['mel']):.3f}", l1=f"{float(losses['l1']):.4f}", audio_s_per_s=f"{rate:.1f}")
+            bar.set_postfix(mel=f"{values['mel']:.3f}", l1=f"{values['l1']:.4f}", audio_s_per_s=f"{rate:.1f}")
             if writer and step % config.log_every == 0:
-                scalars = {f"loss/{k}": float(v) for k, v in losses.items()}
+                scalars = {f"loss/{k}": v for k, v in values.items()}
                 scalars |= {"loss/commitment": float(commitment), "grad_norm": float(grad_norm),
                             "lr": sched_g.get_last_lr()[0], "audio_s_per_s": rate}
                 if d_loss is not None:

@@ -1,0 +1,80 @@
+"""Training throughput of the real loop, in audio-seconds per second of compute.
+
+    python -m train.bench [--steps 6] [--threads 2] [--batch-size 8]
+
+For each config it times ``train()`` for ``w`` and ``w + steps`` steps on
+generated audio and divides the difference, so set-up and warm-up are
+excluded. The 16 kHz CPU recipe is timed with and without its adversarial
+phase, and the EnCodec-24k-sized config on the same loop, batch and crop
+length, so the ratio between them is printed from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from codec.config import load_yaml
+from train.config import TrainConfig
+from train.loop import train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _audio(folder: Path, seconds: float = 4.0, rate: int = 24000) -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    for i in range(4):
+        tone = np.sin(2 * np.pi * (150 + 40 * i) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t))
+        sf.write(folder / f"a{i}.wav", (0.3 * tone + 0.01 * rng.standard_normal(t.size)).astype("float32"), rate)
+
+
+def time_per_step(config_path: Path, overrides: dict, steps: int, warmup: int = 2) -> float:
+    """Seconds per training step of ``config_path`` with ``overrides``, set-up excluded."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "audio"
+        folder.mkdir()
+        _audio(folder)
+        base = {"data.train": [str(folder)], "data.valid": [], "data.valid_fraction": 0.0, "data.num_workers": 0,
+                "valid_every": 0, "checkpoint_every": 10**9, "log_every": 10**9}
+        elapsed = []
+        for n in (warmup, warmup + steps):
+            config = load_yaml(TrainConfig, config_path, base | overrides | {"steps": n})
+            start = time.perf_counter()
+            train(config, Path(tmp) / f"run{n}", quiet=True)
+            elapsed.append(time.perf_counter() - start)
+    return (elapsed[1] - elapsed[0]) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--segment-s", type=float, default=1.0)
+    args = parser.parse_args()
+    common = {"threads": args.threads, "batch_size": args.batch_size, "data.segment_s": args.segment_s}
+    cases = [
+        ("speech16k, reconstruction phase", "speech16k.yaml", {"disc.start_step": 10**9}),
+        ("speech16k, adversarial phase", "speech16k.yaml", {"disc.start_step": 0, "disc.update_prob": 1.0}),
+        ("encodec24k-sized, adversarial", "encodec24k.yaml", {"mixed_precision": "no", "disc.update_prob": 1.0}),
+    ]
+    audio_per_step = args.batch_size * args.segment_s
+    rows = []
+    for name, path, overrides in cases:
+        seconds = time_per_step(CONFIGS / path, common | overrides, args.steps)
+        rows.append((name, seconds, audio_per_step / seconds))
+    reference = rows[-1][2]
+    print(f"\ntraining throughput, batch {args.batch_size} x {args.segment_s} s, {args.threads} thread(s)")
+    print(f"{'config':36s} {'s/step':>8s} {'audio s/s':>10s} {'vs 24k':>7s}")
+    for name, seconds, rate in rows:
+        print(f"{name:36s} {seconds:8.2f} {rate:10.2f} {rate / reference:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()
