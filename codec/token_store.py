@@ -39,6 +39,7 @@ MANIFEST_FILE = "manifest.jsonl"
 FAILURES_FILE = "failures.jsonl"
 SHARD_DIR = "shards"
 _SHARD_NAME = re.compile(r"^p(\d+)-(\d+)\.(safetensors|jsonl)$")
+_TEMP_NAME = re.compile(r"^\.p(\d+)-\d+\..*\.tmp$")  # left by an atomic write that was killed
 
 
 def shard_name(process_index: int, sequence: int) -> str:
@@ -148,12 +149,11 @@ def remove_orphans(root: Path, process_index: int, num_processes: int) -> list[s
     shard_dir = Path(root) / SHARD_DIR
     removed = []
     for path in sorted(shard_dir.glob("*")) if shard_dir.is_dir() else []:
-        temp = re.match(r"^\.p(\d+)-\d+\..*\.tmp$", path.name)
-        match = _SHARD_NAME.match(path.name)
-        owner = int((temp or match).group(1)) if (temp or match) else None
-        if owner is None or owner % num_processes != process_index:
+        temp, shard = _TEMP_NAME.match(path.name), _SHARD_NAME.match(path.name)
+        named = temp or shard
+        if not named or int(named.group(1)) % num_processes != process_index:
             continue
-        orphan = match and match.group(3) == "safetensors" and not path.with_suffix(".jsonl").exists()
+        orphan = shard and shard.group(3) == "safetensors" and not path.with_suffix(".jsonl").exists()
         if temp or orphan:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

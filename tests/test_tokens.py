@@ -130,11 +130,13 @@ def test_interrupted_run_resumes_without_duplicates(
     shards = tmp_path / "tok" / SHARD_DIR
     assert len(list(shards.glob("*.jsonl"))) == 1 and not (tmp_path / "tok" / MANIFEST_FILE).exists()
     (shards / "p00-00099.safetensors").write_bytes(b"orphan of a killed run")
+    (shards / ".p00-00098.safetensors.x1y2.tmp").write_bytes(b"temporary file of a killed write")
     monkeypatch.setattr(tokens, "commit_shard", commit)
 
     resumed = run(speech_dir, tmp_path / "tok", model_dir, **settings)
     assert resumed == reference
     assert not (shards / "p00-00099.safetensors").exists()
+    assert not (shards / ".p00-00098.safetensors.x1y2.tmp").exists()
     paths = [item["path"] for item in TokenDataset(tmp_path / "tok").items]
     assert len(paths) == len(set(paths)) == reference.items
     first, again = TokenDataset(tmp_path / "reference"), TokenDataset(tmp_path / "tok")
