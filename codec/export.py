@@ -8,7 +8,8 @@ fresh, all-zero streaming state on every call)::
 
 ``n_q`` is fixed at export time (``--kbps``). With dynamic axes (the default)
 ``B``, ``T`` and ``F`` may change from call to call; with a fixed length the
-graphs take only the shapes of the example. Weight norm is folded into plain
+ONNX graphs take only the shapes of the example (TorchScript traces keep
+taking any shape). Weight norm is folded into plain
 weights before export. ONNX goes through the TorchScript-based exporter
 (``torch.onnx.export(..., dynamo=False)``), which needs no onnxscript.
 
@@ -117,8 +118,8 @@ def export(
         out_dir: Output folder, created if needed.
         formats: Any of ``"onnx"`` and ``"torchscript"``.
         bandwidth_kbps: Bitrate choosing ``n_q`` (default: all codebooks).
-        fixed_samples: Export for inputs of exactly this many samples and
-            batch size 1 (default: dynamic batch and length).
+        fixed_samples: Export ONNX graphs for inputs of exactly this many
+            samples and batch size 1 (default: dynamic batch and length).
 
     Returns:
         The files written, one entry per format.
