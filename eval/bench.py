@@ -26,12 +26,15 @@ What is printed:
 2. **Streaming**: algorithmic latency (one frame, ``hop / rate``) and the
    compute time of each one-frame chunk (encode + decode) inside
    ``model.streaming()``, p50 and p95, on one thread.
-3. **Memory**: peak resident set size (``ru_maxrss``) of a fresh process that
-   loads the model and encodes + decodes a speech input of each duration
-   chunk by chunk through the streaming API (:data:`MEMORY_CHUNK_S` chunks,
-   generated on the fly by cycling through the clips, never held whole), on
-   one thread. ``RSS after loading`` is the peak before the first chunk
-   (importing torch alone peaks at several hundred MB).
+3. **Memory**: peak resident set size of a fresh process that loads the
+   model and encodes + decodes a speech input of each duration chunk by
+   chunk through the streaming API (:data:`MEMORY_CHUNK_S` chunks, generated
+   on the fly by cycling through the clips, never held whole), on one thread.
+   ``RSS after loading`` is the peak before the first chunk (importing torch
+   alone peaks at several hundred MB). The peak is the process's own high-water
+   mark, ``VmHWM`` in ``/proc/self/status``: Linux's ``ru_maxrss`` also keeps
+   the parent's high-water mark through fork and exec (a child of a 1 GB
+   process reports at least 1 GB), so it is used only where ``/proc`` is missing.
 
 Other processes on the machine slow every number; the load average is printed first.
 """
@@ -173,15 +176,27 @@ def streaming_latency(model: Codec, wav: torch.Tensor) -> dict[str, float]:
 
 
 # ----- memory -----------------------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (``VmHWM``; ``ru_maxrss`` without ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
 def memory_worker(model_spec: str, seconds: float, data: str, threads: int) -> dict[str, float]:
     """Encodes + decodes ``seconds`` of speech chunk by chunk in this process; returns RSS in MB.
 
-    Meant to run in a fresh process (``ru_maxrss`` only grows).
+    Meant to run in a fresh process (the peak only grows).
     """
     torch.set_num_threads(threads)
     model = load_model(model_spec)
     clips = speech_clips(data, model.sample_rate)
-    setup_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kB
+    setup_mb = peak_rss_mb()
     chunk = max(1, round(MEMORY_CHUNK_S * model.frame_rate_hz)) * model.hop_length
     start = time.perf_counter()
     samples = 0
@@ -191,7 +206,7 @@ def memory_worker(model_spec: str, seconds: float, data: str, threads: int) -> d
             model.decode(model.encode(padded[None, None]))
             samples += piece.numel()
     return {"seconds": samples / model.sample_rate, "setup_rss_mb": setup_mb,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             "wall_s": time.perf_counter() - start}
 
 
