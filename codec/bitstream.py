@@ -34,10 +34,14 @@ _FIXED = struct.Struct("<4sBB8s8sIIHQIIHIB")
 _U32 = struct.Struct("<I")
 _FLAG_ENTROPY = 1
 _DIGEST_BYTES = 8
+#: Most channels a file holds (as in FLAC): decoding work per chunk is bounded by the header.
+MAX_CHANNELS = 8
+#: Most model-rate samples per channel in one chunk (16.4 s at 16 kHz), which bounds decoding memory.
+MAX_CHUNK_SAMPLES = 1 << 18
 #: Inclusive upper bounds of the numeric header fields (all must be at least 1).
 _LIMITS = {
-    "sample_rate": 1 << 20, "model_sample_rate": 1 << 20, "channels": 1 << 10, "num_samples": 1 << 48,
-    "hop_length": 1 << 20, "frames_per_chunk": 1 << 20, "n_q": 255, "codebook_size": 1 << 16,
+    "sample_rate": 1 << 20, "model_sample_rate": 1 << 20, "channels": MAX_CHANNELS, "num_samples": 1 << 48,
+    "hop_length": MAX_CHUNK_SAMPLES, "frames_per_chunk": MAX_CHUNK_SAMPLES, "n_q": 255, "codebook_size": 1 << 16,
 }
 _MAX_VARINT_BYTES = 5  # enough for 32-bit values
 
@@ -87,6 +91,11 @@ class Header:
             raise FormatError("entropy_coded must be True or False")
         if not (_is_hex(self.entropy_tables) if self.entropy_coded else self.entropy_tables is None):
             raise FormatError("entropy_tables must be a 16-hex-digit digest when entropy-coded, else None")
+        if self.frames_per_chunk * self.hop_length > MAX_CHUNK_SAMPLES:
+            raise FormatError(
+                f"chunks of {self.frames_per_chunk} frames of {self.hop_length} samples exceed "
+                f"{MAX_CHUNK_SAMPLES} samples"
+            )
         if self.num_chunks >= 1 << 32:
             raise FormatError(f"{self.num_chunks} chunks are more than the format allows")
 
@@ -335,6 +344,5 @@ def truncate_stream(header: Header, src: BinaryIO, dst: BinaryIO, n_q: int) -> H
         raise BandwidthError(f"the file has {header.n_q} codebooks; cannot keep {n_q}")
     out = dataclasses.replace(header, n_q=n_q)
     dst.write(header_bytes(out))
-    for chunk in iter_chunks(src, header):
-        dst.write(chunk_bytes(Chunk(chunk.index, chunk.num_frames, chunk.blocks[:n_q])))
+    dst.writelines(chunk_bytes(Chunk(c.index, c.num_frames, c.blocks[:n_q])) for c in iter_chunks(src, header))
     return out

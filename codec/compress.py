@@ -213,6 +213,11 @@ def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
             raise InputError(f"cannot read audio from {name}: {e}") from None
         if sound.frames == 0:
             raise InputError(f"audio from {name} holds no samples")
+        if sound.channels > bitstream.MAX_CHANNELS:
+            raise InputError(
+                f"audio from {name} has {sound.channels} channels; the format holds 1 to {bitstream.MAX_CHANNELS}: "
+                "split the channels into several files first"
+            )
         yield sound
 
 
@@ -237,8 +242,8 @@ def _progress(seconds: float | None, enabled: bool) -> tqdm:
 
 # ----- encoding -----------------------------------------------------------------------------------
 def frames_per_chunk(codec: Codec) -> int:
-    """Frames in one chunk: one second's worth."""
-    return max(1, round(codec.frame_rate_hz))
+    """Frames in one chunk: one second's worth (within the format's limit on chunk length)."""
+    return max(1, min(round(codec.frame_rate_hz), bitstream.MAX_CHUNK_SAMPLES // codec.hop_length))
 
 
 def encode_chunks(
@@ -341,8 +346,9 @@ def compress(
         header = Header(
             model_id=loaded.model_id, model_name=loaded.name, sample_rate=sound.samplerate,
             model_sample_rate=codec.sample_rate, channels=sound.channels, num_samples=counter[0],
-            hop_length=codec.hop_length, frames_per_chunk=chunk_frames, n_q=n_q, codebook_size=codec.config.codebook_size,
-            entropy_coded=entropy_coding, entropy_tables=tables.digest if tables is not None else None,
+            hop_length=codec.hop_length, frames_per_chunk=chunk_frames, n_q=n_q,
+            codebook_size=codec.config.codebook_size, entropy_coded=entropy_coding,
+            entropy_tables=tables.digest if tables is not None else None,
         )
         if num_frames != header.num_frames:  # the resampler and encoder gave the lengths the header implies
             raise RuntimeError(f"encoded {num_frames} frames where the header implies {header.num_frames}")
@@ -441,10 +447,13 @@ def decompress(
     with _open_binary(src) as f:
         header = bitstream.read_header(f)
         loaded = _model_for_file(header, model)
-        with _atomic_output(dst) as tmp, _progress(header.duration_s, progress) as bar:
-            with sf.SoundFile(tmp, "w", header.sample_rate, header.channels, subtype, format=fmt) as out:
-                for block in decode_stream(f, header, loaded, bar):
-                    out.write(block.clamp(-1, 1).T.numpy())
+        with (
+            _atomic_output(dst) as tmp,
+            _progress(header.duration_s, progress) as bar,
+            sf.SoundFile(tmp, "w", header.sample_rate, header.channels, subtype, format=fmt) as out,
+        ):
+            for block in decode_stream(f, header, loaded, bar):
+                out.write(block.clamp(-1, 1).T.numpy())
     return header
 
 

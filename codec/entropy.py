@@ -119,7 +119,7 @@ class EntropyTables:
             raise ConfigError(f"entropy counts must lie in 0..{MAX_COUNT - 1} with a positive sum per codebook")
         self.counts = counts.astype(np.int64)
         self.weights = quantize_counts(self.counts)  # [n_q, K], rows sum to 2**24 - K
-        self._models: dict[int, object] = {}
+        self._models: dict[int, constriction.stream.model.Categorical] = {}
 
     @classmethod
     def uniform(cls, n_q: int, codebook_size: int) -> EntropyTables:
@@ -166,12 +166,7 @@ class EntropyTables:
         digest.update((self.weights + 1).astype("<i8").tobytes())
         return digest.hexdigest()[:16]
 
-    def bits_per_code(self) -> np.ndarray:
-        """Entropy in bits of each codebook's fixed-point model ``[n_q]``."""
-        p = (self.weights + 1) / float(1 << PRECISION_BITS)
-        return -(p * np.log2(p)).sum(axis=1)
-
-    def _model(self, k: int):  # noqa: ANN202 - a constriction model
+    def _model(self, k: int) -> constriction.stream.model.Categorical:
         if k not in self._models:
             probabilities = self.weights[k].astype(np.float64)  # exact: integers below 2**24
             self._models[k] = constriction.stream.model.Categorical(probabilities, perfect=False)

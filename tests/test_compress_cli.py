@@ -6,13 +6,13 @@ import dataclasses
 import io
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import data_wavs
 
 import codec.model
 from codec import audio, compress
@@ -21,7 +21,6 @@ from codec.compress import LoadedModel, decode_stream, load_model, read_codes
 from codec.entropy import EntropyTables, fit_counts
 from codec.model import Codec
 from codec.presets import codec_tiny_config
-from conftest import data_wavs
 
 #: Writing 16-bit PCM rounds each sample by at most about this much.
 PCM16_ERROR = 1e-4
@@ -102,9 +101,7 @@ def _hop320_model() -> Codec:
 
 
 @pytest.mark.parametrize("which", ["fitted-hop8", "hop320"])
-def test_chunked_decode_equals_offline_decode(
-    which: str, fitted_codec: Codec, tmp_path: Path, speech: Callable[..., torch.Tensor]
-) -> None:
+def test_chunked_decode_equals_offline_decode(which: str, fitted_codec: Codec, tmp_path: Path) -> None:
     model = fitted_codec if which == "fitted-hop8" else _hop320_model()
     loaded = LoadedModel.from_codec(model)
     source = _long_speech(tmp_path, 3.7)  # 4 chunks of one second, the last partial
@@ -286,6 +283,16 @@ def test_user_errors_exit_2_with_one_line(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "notes.txt", "ok.rvq", "other"]
 
 
+def test_more_channels_than_the_format_holds_are_refused(
+    clip: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, rate = sf.read(str(clip))
+    sf.write(str(tmp_path / "nine.wav"), np.stack([data] * 9, axis=1), rate)
+    assert _run("compress", tmp_path / "nine.wav", tmp_path / "nine.rvq", "--model", model_dir) == 2
+    assert "has 9 channels; the format holds 1 to 8" in capsys.readouterr().err
+    assert not (tmp_path / "nine.rvq").exists()
+
+
 def test_other_entropy_tables_are_refused(
     clip: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -358,8 +365,8 @@ def test_command_exit_status_and_message_without_traceback(clip: Path, model_dir
     packed = tmp_path / "x.rvq"
     assert _run("compress", clip, packed, "--model", model_dir, "--quiet") == 0
     _corrupt_last_chunk(packed)
-    result = subprocess.run([_codec_command(), "decompress", packed, tmp_path / "x.wav", "--model", model_dir, "--quiet"],
-                            capture_output=True, text=True, timeout=120)
+    command = [_codec_command(), "decompress", packed, tmp_path / "x.wav", "--model", model_dir, "--quiet"]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("codec decompress: error: chunk ")

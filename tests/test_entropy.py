@@ -45,7 +45,8 @@ def test_fit_counts_adds_one_to_every_code(fitted_codec: Codec, speech: Callable
     counts = fit_counts([codes, codes[:, :2]], config.n_q, config.codebook_size)
     assert counts.shape == (config.n_q, config.codebook_size) and counts.min() >= 1
     frames = codes.shape[-1]
-    assert counts.sum(axis=1).tolist() == [config.codebook_size + frames * (2 if k < 2 else 1) for k in range(config.n_q)]
+    expected = [config.codebook_size + frames * (2 if k < 2 else 1) for k in range(config.n_q)]
+    assert counts.sum(axis=1).tolist() == expected
     assert counts[0, int(codes[0, 0, 0])] > 1
 
 

@@ -129,7 +129,8 @@ def valid_files(fitted_codec: Codec, stereo_clip: Path, tmp_path: Path) -> tuple
     files = []
     for entropy in (True, False):
         target = tmp_path / f"valid_{entropy}.rvq"
-        compress.compress(source, target, loaded, bandwidth_kbps=fitted_codec.bandwidths_kbps[2], entropy_coding=entropy)
+        kbps = fitted_codec.bandwidths_kbps[2]
+        compress.compress(source, target, loaded, bandwidth_kbps=kbps, entropy_coding=entropy)
         files.append(target.read_bytes())
     return loaded, files
 
