@@ -187,7 +187,10 @@ def _varint(value: int) -> bytes:
 
 
 def _parse_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
-    """Reads a varint of ``data`` at ``pos``; returns ``(value, next position)``."""
+    """Reads a varint of ``data`` at ``pos``; returns ``(value, next position)``.
+
+    Only the shortest form is accepted, so every file has one serialization.
+    """
     value = 0
     for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
         if pos >= len(data):
@@ -196,6 +199,8 @@ def _parse_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
+            if byte == 0 and shift:
+                raise FormatError(f"{what} is not in its shortest form")
             return value, pos
     raise FormatError(f"{what} is longer than {_MAX_VARINT_BYTES} bytes")
 

@@ -140,6 +140,8 @@ def test_varints_round_trip_and_stay_short() -> None:
         bitstream._parse_varint(b"\xff" * 6, 0, "x")
     with pytest.raises(FormatError, match="cut short"):
         bitstream._parse_varint(b"\x80", 0, "x")
+    with pytest.raises(FormatError, match="not in its shortest form"):
+        bitstream._parse_varint(b"\x85\x00", 0, "x")
 
 
 def _chunk_offsets(data: bytes, header: Header) -> list[int]:
@@ -188,7 +190,7 @@ def test_chunk_layout_is_lengths_then_codebook_major_blocks() -> None:
     assert bitstream.read_chunk(io.BytesIO(data), header, 7) == Chunk(7, 50, blocks)
     assert bitstream._split_blocks(payload, 3, 0) == blocks
     with pytest.raises(FormatError, match="overrun"):
-        bitstream._split_blocks(bytes([200, 0]) + b"ab", 3, 0)
+        bitstream._split_blocks(bytes([100, 0]) + b"ab", 3, 0)
 
 
 @pytest.mark.parametrize("n_q", [1, 2, 3])
