@@ -64,6 +64,9 @@ class CodecConfig:
             mean usage is restarted from a current encoder output (Mimi: 0.1).
         quantizer_dropout: In training, each batch item uses a random number of
             codebooks so that one model serves every bandwidth.
+        quantizer_bypass: In training, the probability that a batch item skips
+            quantization and the decoder sees the encoder output itself (Mimi:
+            0.5). It keeps the latent informative while the codebooks catch up.
     """
 
     name: str = "rvq-codec"
@@ -86,6 +89,7 @@ class CodecConfig:
     kmeans_iters: int = 50
     dead_code_ratio: float = 0.1
     quantizer_dropout: bool = True
+    quantizer_bypass: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("sample_rate", "channels", "n_filters", "dimension", "n_q", "codebook_size")

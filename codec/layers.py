@@ -29,6 +29,26 @@ from torch.nn.utils.parametrizations import weight_norm
 from codec.streaming import StreamingModule
 
 
+def lecun_init_(conv: nn.Conv1d | nn.ConvTranspose1d) -> nn.Module:
+    """Initialises ``conv`` to keep the signal's variance: weights ``N(0, 1 / fan_in)``, zero bias.
+
+    ``fan_in`` is the number of inputs that meet in one output sample
+    (``in * k`` for a convolution, ``in * k / stride`` for a transposed one).
+    PyTorch's default (uniform with gain ``1/sqrt(3)`` and a bias as large as
+    the weights) shrinks the signal at every layer, so after the encoder's
+    twenty or so layers the latent is nearly a constant set by the biases, and
+    k-means and EMA codebooks collapse onto it (all frames, one code).
+    """
+    in_channels = conv.in_channels // conv.groups
+    fan_in = in_channels * conv.kernel_size[0]
+    if isinstance(conv, nn.ConvTranspose1d):
+        fan_in = max(fan_in // conv.stride[0], 1)
+    nn.init.normal_(conv.weight, std=fan_in**-0.5)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 @dataclass
 class ConvState:
     """Past input samples of a causal convolution, ``[B, C, e - s]`` at rest."""
@@ -59,7 +79,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
     ) -> None:
         super().__init__()
         self.conv = weight_norm(
-            nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias)
+            lecun_init_(nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias))
         )
         self.stride = stride
         self.effective_kernel = (kernel_size - 1) * dilation + 1
@@ -101,7 +121,9 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         super().__init__()
         if kernel_size < stride:
             raise ValueError(f"kernel_size {kernel_size} must be >= stride {stride}")
-        self.convtr = weight_norm(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, bias=False))
+        self.convtr = weight_norm(
+            lecun_init_(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, bias=False))
+        )
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.stride = stride
         self.overlap = kernel_size - stride

@@ -202,6 +202,7 @@ class ResidualVectorQuantizer(nn.Module):
         super().__init__()
         self.n_q = config.n_q
         self.dropout = config.quantizer_dropout
+        self.bypass = config.quantizer_bypass
         self.levels = nn.ModuleList(
             EMACodebook(
                 config.dimension,
@@ -218,8 +219,9 @@ class ResidualVectorQuantizer(nn.Module):
         """Quantizes the latent ``z`` [B, D, F].
 
         In training mode the codebooks are updated (k-means on first use, EMA,
-        dead-code restarts) and, with quantizer dropout, item ``b`` uses a
-        random number of levels ``n_q_per_item[b]`` in ``1..n_q``.
+        dead-code restarts); with quantizer dropout, item ``b`` uses a random
+        number of levels ``n_q_per_item[b]`` in ``1..n_q``; with quantizer
+        bypass, a random share of the items passes ``z`` through unquantized.
 
         Args:
             z: Encoder output ``[B, D, F]``.
@@ -258,6 +260,9 @@ class ResidualVectorQuantizer(nn.Module):
             codes.append(idx)
         z_t = z.transpose(1, 2)
         quantized = z_t + (total - z_t).detach()
+        if self.training and self.bypass > 0:
+            skip = torch.rand(batch, device=z.device) < self.bypass  # [B]: these items are not quantized
+            quantized = torch.where(skip[:, None, None], z_t, quantized)
         commitment = torch.stack(losses).mean() if losses else z.new_zeros(())
         return QuantizerOutput(
             quantized=quantized.transpose(1, 2),  # [B, D, F]
