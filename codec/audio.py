@@ -9,9 +9,6 @@ Resampling uses torchaudio's windowed-sinc resampler.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
@@ -19,6 +16,7 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
+from codec.atomic import atomic_path
 from codec.errors import InputError
 
 #: Output formats chosen from the file extension, with their default subtype.
@@ -90,12 +88,5 @@ def save(path: str | Path, wav: Tensor, sample_rate: int, subtype: str | None = 
     if wav.dim() != 2:
         raise InputError(f"expected audio shaped [C, T] to save, got {tuple(wav.shape)}")
     data = wav.detach().float().clamp(-1, 1).cpu().numpy().T  # [T, C]
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, data, sample_rate, format=fmt[0], subtype=subtype or fmt[1])
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

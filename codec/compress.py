@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from codec import bitstream
+from codec.atomic import atomic_path
 from codec.audio import WRITE_FORMATS
 from codec.bitstream import Header
 from codec.chunked_resample import ChunkedResampler
@@ -150,23 +150,18 @@ def _model_for_file(header: Header, model: LoadedModel | Codec | str | Path | No
 @contextlib.contextmanager
 def _atomic_output(dst: str | Path) -> Iterator[str]:
     """Yields a temporary path that replaces ``dst`` (or goes to stdout for ``-``) on success only."""
-    to_stdout = str(dst) == STDIO
-    directory = Path(tempfile.gettempdir()) if to_stdout else Path(dst).resolve().parent
-    if not directory.is_dir():
-        raise InputError(f"cannot write {dst}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(str(dst)).name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    if str(dst) != STDIO:
+        directory = Path(dst).resolve().parent
+        if not directory.is_dir():
+            raise InputError(f"cannot write {dst}: directory {directory} does not exist")
+        with atomic_path(dst) as tmp:
+            yield tmp
+        return
+    with atomic_path(Path(tempfile.gettempdir()) / "codec-stdout") as tmp:
         yield tmp
-        if to_stdout:
-            with open(tmp, "rb") as f:
-                shutil.copyfileobj(f, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        else:
-            os.replace(tmp, dst)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with open(tmp, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
 
 
 @contextlib.contextmanager

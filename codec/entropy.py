@@ -41,8 +41,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from torch import Tensor
 
+from codec.atomic import atomic_write
 from codec.errors import ConfigError, FormatError
-from codec.model import _atomic_write
 
 #: Fixed-point precision of constriction's default categorical model (``2**24`` total weight).
 PRECISION_BITS = 24
@@ -147,7 +147,7 @@ class EntropyTables:
     def save(self, directory: str | Path) -> None:
         """Writes the counts to ``directory/entropy.safetensors`` atomically."""
         path = Path(directory) / TABLES_FILE
-        _atomic_write(path, lambda p: save_file({"counts": self.counts}, p))
+        atomic_write(path, lambda p: save_file({"counts": self.counts}, p))
 
     @property
     def n_q(self) -> int:

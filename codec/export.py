@@ -35,8 +35,9 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from codec import audio
+from codec.atomic import atomic_write
 from codec.errors import CodecError, InputError
-from codec.model import Codec, _atomic_write
+from codec.model import Codec
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -163,7 +164,7 @@ def export(
         "encoder": {"input": "audio [B, 1, T] float32", "output": "codes [B, n_q, ceil(T / hop)] int64"},
         "decoder": {"input": "codes [B, n_q, F] int64", "output": "audio [B, 1, F * hop] float32"},
     }
-    _atomic_write(out_dir / "export.json", lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
+    atomic_write(out_dir / "export.json", lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
     return written
 
 
@@ -190,7 +191,7 @@ def _export_onnx(
     """Exports ``module`` with one input and one output, both ``[B, C, time]``."""
     axes = {names[0]: {0: "batch", 2: time_axes[0]}, names[1]: {0: "batch", 2: time_axes[1]}} if dynamic else None
     with torch.no_grad(), _quiet_tracer():
-        _atomic_write(
+        atomic_write(
             path,
             lambda p: torch.onnx.export(
                 module,
@@ -209,7 +210,7 @@ def _export_torchscript(module: nn.Module, example: Tensor, path: Path) -> None:
     """Traces ``module`` on ``example`` and saves it."""
     with torch.no_grad(), _quiet_tracer():
         traced = torch.jit.trace(module, (example,), check_trace=False)
-    _atomic_write(path, lambda p: torch.jit.save(traced, p))
+    atomic_write(path, lambda p: torch.jit.save(traced, p))
 
 
 def load_runner(path: str | Path) -> Callable[[Tensor], Tensor]:

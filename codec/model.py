@@ -13,8 +13,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from codec import streaming as streaming_lib
+from codec.atomic import atomic_write
 from codec.config import CodecConfig, from_dict, to_dict
 from codec.errors import BandwidthError, InputError, ModelNotFoundError, SampleRateError
 from codec.quantization import QuantizerOutput, ResidualVectorQuantizer
@@ -267,8 +266,8 @@ class Codec(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         meta = {"config": to_dict(self.config), "model_id": self.model_id, "format": 1}
-        _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"model_id": meta["model_id"]}))
-        _atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+        atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"model_id": meta["model_id"]}))
+        atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, map_location: str = "cpu") -> Codec:
@@ -305,14 +304,5 @@ def pretrained_names() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
 
 
-def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - a callable taking a path
-    """Calls ``write(tmp_path)`` then renames onto ``path``; removes the temporary file on failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+#: Former private name, kept for modules that still import it.
+_atomic_write = atomic_write

@@ -30,8 +30,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from codec.atomic import atomic_write
 from codec.errors import FormatError, InputError
-from codec.model import _atomic_write
 from codec.patterns import Vocabulary
 
 INFO_FILE = "tokens.json"
@@ -50,7 +50,7 @@ def shard_name(process_index: int, sequence: int) -> str:
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Writes one JSON object per line to ``path`` atomically."""
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    _atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -87,7 +87,7 @@ def read_info(root: Path) -> dict[str, Any]:
 
 def write_info(root: Path, info: dict[str, Any]) -> None:
     """Writes the ``tokens.json`` of a token directory atomically."""
-    _atomic_write(Path(root) / INFO_FILE, lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
+    atomic_write(Path(root) / INFO_FILE, lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
 
 
 def commit_shard(
@@ -112,7 +112,7 @@ def commit_shard(
         lengths = torch.tensor([0] + [c.shape[-1] for c in codes])
         offsets = lengths.cumsum(0)  # [n_items + 1]
         tensors = {"codes": torch.cat(codes, dim=-1).to(torch.int16).contiguous(), "offsets": offsets}
-        _atomic_write(shard_dir / f"{name}.safetensors", lambda p: save_file(tensors, p))
+        atomic_write(shard_dir / f"{name}.safetensors", lambda p: save_file(tensors, p))
         shard = f"{SHARD_DIR}/{name}.safetensors"
         lines += [{**r, "shard": shard, "offset": int(o)} for r, o in zip(records, offsets[:-1], strict=True)]
     write_jsonl(shard_dir / f"{name}.jsonl", lines)

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from codec.model import _atomic_write as atomic_write
+from codec.atomic import atomic_write
 from eval.evaluate import REFERENCE, EvalResult
 
 JSON_FILE = "results.json"

@@ -28,7 +28,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -39,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+from codec.atomic import atomic_path
 
 SAMPLE_RATE_HZ = 16_000
 CLIP_SAMPLES = 10 * SAMPLE_RATE_HZ  # 10 s clips for ViSQOL / PESQ / DNSMOS
@@ -304,9 +305,8 @@ def trim_bounds(
 def write_wav_atomic(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE_HZ) -> None:
     """Writes 16-bit PCM through a temporary file so readers never see half a WAV."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.wav")
-    sf.write(str(tmp), np.clip(audio, -1.0, 32767 / 32768), rate, subtype="PCM_16")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.clip(audio, -1.0, 32767 / 32768), rate, subtype="PCM_16", format="WAV")
 
 
 _VAD: Any = None
@@ -378,17 +378,11 @@ def manifest_row(utt: Utterance, duration_s: float) -> dict[str, Any]:
 def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Writes one JSON object per line to a temporary file, then renames it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------- 5. dev clips

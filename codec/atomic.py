@@ -1,0 +1,46 @@
+"""Atomic file writes: readers see the old file or the whole new one, never a part.
+
+Every output of the package (models, audio, compressed files, token shards,
+manifests) is written to a temporary file in the destination's folder and
+renamed over the destination only once it is complete; on any failure,
+Ctrl-C included, the temporary file is removed and the destination is left
+as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """Yields a temporary path next to ``path``; renames it onto ``path`` if the block succeeds.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, _default_mode())
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
+    """Calls ``write(tmp_path)`` and then renames the result onto ``path`` (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        write(tmp)
