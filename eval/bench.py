@@ -308,6 +308,7 @@ def _run_all(args: argparse.Namespace, threads: list[int]) -> int:
             m = measure_memory(args.model, seconds, args.data)
             print(f"| {_duration(seconds)} | {m['setup_rss_mb']:.0f} | {m['peak_rss_mb']:.0f} | {m['wall_s']:.0f} |",
                   flush=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
 
