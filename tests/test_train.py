@@ -42,14 +42,19 @@ def test_training_lowers_reconstruction_error_on_real_speech(tmp_path: Path) -> 
     assert loss_after < 0.85 * loss_before
 
 
-def test_resume_gives_identical_weights(tmp_path: Path) -> None:
-    straight = train(tiny(steps=6, checkpoint_every=3), tmp_path / "a", quiet=True)
-    train(tiny(steps=3, checkpoint_every=3), tmp_path / "b", quiet=True)
-    resumed = train(tiny(steps=6, checkpoint_every=3), tmp_path / "b", resume=True, quiet=True)
-    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+@pytest.mark.parametrize("semantic", [False, True], ids=["plain", "semantic"])
+def test_resume_gives_identical_weights(tmp_path: Path, semantic: bool) -> None:
+    extra = {"semantic.teacher": "mfcc", "semantic.loss": "ce", "semantic.units": 8,
+             "semantic.cache_dir": str(tmp_path / "cache")} if semantic else {}
+    straight = train(tiny(steps=6, checkpoint_every=3, **extra), tmp_path / "a", quiet=True)
+    train(tiny(steps=3, checkpoint_every=3, **extra), tmp_path / "b", quiet=True)
+    resumed = train(tiny(steps=6, checkpoint_every=3, **extra), tmp_path / "b", resume=True, quiet=True)
+    files = ["model.safetensors", *(["../checkpoints/step-00000006/model_2.safetensors"] if semantic else [])]
+    for name in files:  # the codec, and the semantic head
+        a, b = load_file(straight / name), load_file(resumed / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
 
 

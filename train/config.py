@@ -1,7 +1,7 @@
 """Training configuration: frozen dataclasses loaded from small YAML files.
 
 A config file has one section per dataclass below (``model``, ``data``,
-``optim``, ``loss``, ``disc``) plus the top-level fields of
+``optim``, ``loss``, ``disc``, ``semantic``) plus the top-level fields of
 :class:`TrainConfig`; see ``configs/*.yaml``. Unknown keys and wrong types
 are errors that name the key (:func:`codec.config.load_yaml`).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from codec.config import CodecConfig
+from codec.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,58 @@ class DiscConfig:
 
 
 @dataclass(frozen=True)
+class SemanticConfig:
+    """Semantic distillation of a frozen teacher into the first codebook (SpeechTokenizer, arXiv 2308.16692).
+
+    See :mod:`train.semantic`. Off unless ``teacher`` is set.
+
+    Attributes:
+        teacher: ``""`` (off); ``"mfcc"`` for the offline teacher (MFCC
+            features, or their k-means units, as in HuBERT's first iteration);
+            a torchaudio bundle name (``HUBERT_BASE``, ``HUBERT_LARGE``,
+            ``WAVLM_BASE_PLUS``, ...); a local directory of a transformers
+            model (HuBERT, WavLM, wav2vec 2.0, mHuBERT-147, ContentVec ports);
+            or a Hugging Face model id already in the local Hugging Face cache.
+        layer: Teacher layer: a transformer layer counted from 1 (negative
+            counts from the last), ``"avg"`` (mean of all layers, SpeechTokenizer's
+            choice) or ``"mix"`` (a learned softmax-weighted sum of the layers,
+            the layer attention of arXiv 2406.10735).
+        loss: ``"d_axis"`` (SpeechTokenizer's per-dimension cosine along time),
+            ``"cosine"`` (per-frame cosine distance) or ``"ce"`` (cross-entropy
+            on k-means units of the teacher's features).
+        weight: Weight of the semantic loss against the waveform losses' weights
+            (see :mod:`train.semantic` for how the balancer applies it).
+        cache_dir: Where the teacher's targets are cached, one file per audio file.
+        units: K-means clusters of the ``"ce"`` targets (HuBERT: 100 for MFCC).
+        units_files: Training files whose targets fit the k-means units.
+        units_iters: K-means iterations.
+    """
+
+    teacher: str = ""
+    layer: int | str = "avg"
+    loss: str = "d_axis"
+    weight: float = 1.0
+    cache_dir: str = "~/.cache/rvq-codec/semantic"
+    units: int = 100
+    units_files: int = 1000
+    units_iters: int = 30
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("d_axis", "cosine", "ce"):
+            raise ConfigError(f"semantic.loss must be 'd_axis', 'cosine' or 'ce', got {self.loss!r}")
+        if isinstance(self.layer, str) and self.layer not in ("avg", "mix") or self.layer == 0:
+            raise ConfigError(
+                f"semantic.layer must be 'avg', 'mix' or a layer number (1 = first, -1 = last), got {self.layer!r}"
+            )
+        if self.loss == "ce" and self.layer == "mix":
+            raise ConfigError("semantic.loss 'ce' needs fixed targets: use semantic.layer 'avg' or a layer number")
+        if self.weight <= 0 or self.units < 2 or self.units_files < 1:
+            raise ConfigError(
+                "semantic.weight must be positive, semantic.units at least 2 and semantic.units_files at least 1"
+            )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole training run.
 
@@ -142,6 +195,7 @@ class TrainConfig:
         optim: Optimizers.
         loss: Loss weights.
         disc: Discriminators.
+        semantic: Semantic distillation into the first codebook (off by default).
         batch_size: Crops per step and process.
         steps: Total generator steps.
         seed: Seed of every random choice (data order, crops, quantizer).
@@ -159,6 +213,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     disc: DiscConfig = field(default_factory=DiscConfig)
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
     batch_size: int = 8
     steps: int = 100_000
     seed: int = 0

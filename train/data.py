@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -128,6 +129,15 @@ def apply_gain(wav: torch.Tensor, gain_db: float, rng: np.random.Generator) -> t
     return wav * (0.99 / peak) if peak > 0.99 else wav
 
 
+class FrameTargets(Protocol):
+    """Per-frame training targets of each file (e.g. :class:`train.semantic.TargetCache`)."""
+
+    hop_length: int
+
+    def frames(self, path: str, first: int, count: int) -> torch.Tensor:
+        """Targets of frames ``first .. first + count - 1`` of ``path``: ``[..., count, D]``."""
+
+
 class CropDataset(Dataset):
     """Random crops of ``segment`` samples at ``sample_rate``.
 
@@ -138,28 +148,34 @@ class CropDataset(Dataset):
         entries: Probed audio files.
         sample_rate: Model rate; crops are resampled to it.
         config: Crop settings.
+        targets: If given, crops start on frame boundaries (multiples of its
+            ``hop_length`` at ``sample_rate``) and each item is ``(crop, the
+            targets of its frames)``.
     """
 
-    def __init__(self, entries: list[AudioEntry], sample_rate: int, config: DataConfig) -> None:
+    def __init__(
+        self, entries: list[AudioEntry], sample_rate: int, config: DataConfig, targets: FrameTargets | None = None
+    ) -> None:
         if not entries:
             raise InputError("no usable training audio: check data.train (folders or manifests)")
         self.entries = entries
         self.sample_rate = sample_rate
         self.config = config
         self.segment = round(config.segment_s * sample_rate)
+        self.targets = targets
         self.failures = 0
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, item: tuple[int, int]) -> torch.Tensor:
-        """Crop ``[1, segment]`` of entry ``item[0]`` chosen by seed ``item[1]``."""
+    def __getitem__(self, item: tuple[int, int]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Crop ``[1, segment]`` of entry ``item[0]`` chosen by seed ``item[1]`` (and its targets ``[..., F, D]``)."""
         index, seed = item
         rng = np.random.default_rng(seed)
         for attempt in range(len(self.entries)):
             entry = self.entries[(index + attempt) % len(self.entries)]
             try:
-                wav = self._crop(entry, rng)
+                wav, first_frame = self._crop(entry, rng)
                 break
             except (sf.LibsndfileError, RuntimeError, OSError) as e:
                 self.failures += 1
@@ -167,15 +183,25 @@ class CropDataset(Dataset):
                     log.warning("unreadable training file %s (%s); using the next file", entry.path, e)
         else:
             raise InputError("no training file could be read")
-        return apply_gain(wav, self.config.gain_db, rng)
+        wav = apply_gain(wav, self.config.gain_db, rng)
+        if self.targets is None:
+            return wav
+        return wav, self.targets.frames(entry.path, first_frame, self.segment // self.targets.hop_length)
 
-    def _crop(self, entry: AudioEntry, rng: np.random.Generator) -> torch.Tensor:
+    def _crop(self, entry: AudioEntry, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        """A crop ``[1, segment]`` and its first frame (0 without targets)."""
         src_len = math.ceil(self.segment * entry.sample_rate / self.sample_rate)
-        start = int(rng.integers(0, max(entry.frames - src_len, 0) + 1))
+        first_frame = 0
+        if self.targets is None:
+            start = int(rng.integers(0, max(entry.frames - src_len, 0) + 1))
+        else:  # a whole number of frames in, rounded to the file's nearest sample
+            hop = self.targets.hop_length * entry.sample_rate / self.sample_rate
+            first_frame = int(rng.integers(0, max(math.floor((entry.frames - src_len) / hop), 0) + 1))
+            start = round(first_frame * hop)
         data, _ = sf.read(entry.path, start=start, frames=src_len, dtype="float32", always_2d=True)
         wav = torch.from_numpy(to_channels(data, self.config.channel, rng).copy())[None]  # [1, T]
         wav = resample(wav, entry.sample_rate, self.sample_rate)
-        return fit_length(wav, self.segment)
+        return fit_length(wav, self.segment), first_frame
 
 
 class StepSampler(Sampler):

@@ -32,6 +32,7 @@ from train.config import OptimConfig, TrainConfig
 from train.data import CropDataset, ShardDataset, StepSampler, is_shard_source, load_excerpt, split_entries
 from train.discriminators import Discriminators
 from train.losses import MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss, si_sdr
+from train.semantic import SemanticDistillation, build_semantic
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,13 @@ def stop_requests():  # noqa: ANN201 - yields a one-item list used as a flag
             signal.signal(s, h)
 
 
-def make_loader(config: TrainConfig, entries, accelerator: Accelerator, step: int) -> DataLoader:  # noqa: ANN001
-    """Batches of crops ``[B, 1, T]`` continuing at ``step`` (shards: a fresh shuffled stream)."""
+def make_loader(  # noqa: ANN001
+    config: TrainConfig, entries, accelerator: Accelerator, step: int, semantic: SemanticDistillation | None = None
+) -> DataLoader:
+    """Batches of crops ``[B, 1, T]`` continuing at ``step`` (shards: a fresh shuffled stream).
+
+    With ``semantic``, batches are ``[crops, teacher targets [B, L', F, D_t]]``.
+    """
     rate, world, rank = config.model.sample_rate, accelerator.num_processes, accelerator.process_index
     shards = [s for s in config.data.train if is_shard_source(s)]
     if shards:
@@ -122,7 +128,8 @@ def make_loader(config: TrainConfig, entries, accelerator: Accelerator, step: in
         return DataLoader(dataset, batch_size=config.batch_size, num_workers=config.data.num_workers)
     sampler = StepSampler(len(entries), config.seed, start=step * config.batch_size * world, rank=rank, world=world)
     return DataLoader(
-        CropDataset(entries, rate, config.data), batch_size=config.batch_size, sampler=sampler,
+        CropDataset(entries, rate, config.data, semantic.targets if semantic else None),
+        batch_size=config.batch_size, sampler=sampler,
         num_workers=config.data.num_workers, generator=torch.Generator().manual_seed(config.seed),
         persistent_workers=config.data.num_workers > 0,
     )
@@ -146,20 +153,29 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     set_seed(config.seed)
     device, main = accelerator.device, accelerator.is_main_process
+    train_entries, valid_entries = split_entries(config.data)
     model, disc = Codec(config.model), Discriminators(config.disc)
+    semantic = None
+    if config.semantic.teacher:
+        with accelerator.main_process_first():
+            semantic = build_semantic(config, train_entries, main, reduce=lambda t: accelerator.reduce(t, "mean"),
+                                      grad_scale=lambda: accelerator.scaler.get_scale() if accelerator.scaler else 1.0)
+    generator_params = [*model.parameters(), *(semantic.head.parameters() if semantic else [])]
     betas = config.optim.betas
-    opt_g = torch.optim.AdamW(model.parameters(), config.optim.lr, betas, weight_decay=config.optim.weight_decay)
+    opt_g = torch.optim.AdamW(generator_params, config.optim.lr, betas, weight_decay=config.optim.weight_decay)
     opt_d = torch.optim.AdamW(disc.parameters(), config.optim.disc_lr, betas, weight_decay=config.optim.weight_decay)
     factor = lr_factor(config.optim, config.steps)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
     model, disc, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(model, disc, opt_g, opt_d, sched_g, sched_d)
+    if semantic:
+        semantic.head = accelerator.prepare(semantic.head)  # saved in checkpoints; not part of the exported codec
     codec, critic = accelerator.unwrap_model(model), accelerator.unwrap_model(disc)
     loss = config.loss
     weights = {"l1": loss.l1, "mel": loss.mel, "adversarial": loss.adversarial, "feature": loss.feature}
     balancer = Balancer(weights, loss.balancer_decay, reduce=lambda t: accelerator.reduce(t, "mean"))
     progress = Progress()
-    accelerator.register_for_checkpointing(balancer, progress)
+    accelerator.register_for_checkpointing(balancer, progress, *([semantic] if semantic else []))
     checkpoints = Checkpoints(run_dir / "checkpoints", config.keep_checkpoints)
     if resume:
         latest = checkpoints.latest()
@@ -170,8 +186,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    train_entries, valid_entries = split_entries(config.data)
-    loader = make_loader(config, train_entries, accelerator, progress.step)
+    loader = make_loader(config, train_entries, accelerator, progress.step, semantic)
     valid = [load_excerpt(e, codec.sample_rate, config.data.valid_seconds) for e in valid_entries[: config.data.valid_items]]
     mel_loss = MelLoss(codec.sample_rate, loss.mel_windows, loss.mel_bins).to(device)
     writer = _summary_writer(run_dir) if main else None
@@ -181,9 +196,10 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     tick, seen_s = time.perf_counter(), 0.0
 
     with stop_requests() as stop:
-        for wav in loader:
+        for batch in loader:
             if progress.step >= config.steps or stop[0]:
                 break
+            wav, target = batch if semantic else (batch, None)
             wav = wav.to(device)  # [B, 1, T]
             model.train(), disc.train()
             with accelerator.autocast():
@@ -215,6 +231,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
                         real = critic(wav)
                     losses["adversarial"] = generator_adversarial_loss(fake, loss.adversarial_kind)
                     losses["feature"] = feature_matching_loss(real, fake)
+                if semantic:
+                    losses["semantic"] = semantic.loss(out.quantizer, target.to(device))
             commitment = out.quantizer.commitment_loss
             opt_g.zero_grad(set_to_none=True)
             if not all(torch.isfinite(v) for v in [*losses.values(), commitment]):
@@ -226,7 +244,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             if loss.balancer:
                 objective = balancer.surrogate(losses, wav_hat)
             else:
-                objective = sum(weights[k] * v for k, v in losses.items())
+                objective = sum(weights[k] * v for k, v in losses.items() if k in weights)
+            if semantic:
+                objective = objective + semantic.surrogate(losses, weights)
             accelerator.backward(objective + loss.commitment * commitment)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip or float("inf"))
             opt_g.step()
@@ -247,6 +267,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
                 if d_loss is not None:
                     scalars["loss/discriminator"] = float(d_loss)
                 scalars |= {f"share/{k}": v for k, v in balancer.last_shares.items()}
+                if semantic and loss.balancer:
+                    scalars["share/semantic"] = semantic.last_share
                 scalars |= {f"codebook/{k}": v for k, v in out.quantizer.metrics.items()}
                 for k, v in scalars.items():
                     writer.add_scalar(k, v, step)
