@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from codec import streaming as streaming_lib
 from codec.atomic import atomic_write
@@ -128,7 +129,8 @@ class Codec(nn.Module):
         :attr:`hop_length` samples and :meth:`decode` returns every sample of
         the frames it is given; the concatenated outputs equal offline ones.
         """
-        with streaming_lib.streaming(self, batch_size):
+        # Weight norm recomputes each weight on every call; one-frame chunks would pay that per frame.
+        with streaming_lib.streaming(self, batch_size), parametrize.cached():
             yield
 
     @property
