@@ -32,8 +32,8 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        os.chmod(tmp, _default_mode())
         yield tmp
+        os.chmod(tmp, _default_mode())  # after writing: some writers recreate the file with mode 0600
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -99,12 +99,8 @@ class Codec(nn.Module):
 
     @property
     def model_id(self) -> str:
-        """First 16 hex digits of a SHA-256 over the config and every weight and buffer."""
-        digest = hashlib.sha256(json.dumps(to_dict(self.config), sort_keys=True).encode())
-        for name, tensor in sorted(self.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        """First 16 hex digits of a SHA-256 over the config and every weight and buffer used for inference."""
+        return _weights_id(self.config, self.state_dict())
 
     def n_q_for_bandwidth(self, bandwidth_kbps: float | None) -> int:
         """Codebooks needed for ``bandwidth_kbps`` (all of them for ``None``).
@@ -262,12 +258,24 @@ class Codec(nn.Module):
         return CodecOutput(wav_hat=self.decoder(q.quantized), quantizer=q)
 
     # ----- persistence ------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Writes ``config.json`` and ``model.safetensors`` to ``directory``, each atomically."""
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Writes ``config.json`` and ``model.safetensors`` to ``directory``, each atomically.
+
+        Args:
+            directory: Created if missing.
+            dtype: Store floating tensors in this type (e.g. ``torch.float16``
+                to halve a bundled model) and leave out the training-only
+                codebook sums; :meth:`from_pretrained` restores float32. The
+                recorded ``model_id`` is that of the model as it will load.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta = {"config": to_dict(self.config), "model_id": self.model_id, "format": 1}
+        if dtype is not None:
+            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()
+                       if not k.endswith(TRAINING_ONLY_SUFFIX)}
+        loaded = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        meta = {"config": to_dict(self.config), "model_id": _weights_id(self.config, loaded), "format": 1}
         atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"model_id": meta["model_id"]}))
         atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
 
@@ -295,8 +303,28 @@ class Codec(nn.Module):
             path = bundled
         meta = json.loads((path / CONFIG_FILE).read_text())
         model = cls(from_dict(CodecConfig, meta["config"]))
-        model.load_state_dict(load_file(path / WEIGHTS_FILE, device=map_location))
+        tensors = load_file(path / WEIGHTS_FILE, device=map_location)
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        for key in [k for k in model.state_dict() if k.endswith(TRAINING_ONLY_SUFFIX) and k not in tensors]:
+            prefix = key[: -len(TRAINING_ONLY_SUFFIX)]  # derivable: EMA sums = vectors x usage
+            tensors[key] = tensors[prefix + ".embed"] * tensors[prefix + ".cluster_size"][:, None]
+        model.load_state_dict(tensors)
         return model.to(map_location).eval()
+
+
+#: State-dict entries that only training reads (the EMA sums of the codebooks).
+TRAINING_ONLY_SUFFIX = ".embed_avg"
+
+
+def _weights_id(config: CodecConfig, tensors: dict[str, Tensor]) -> str:
+    """First 16 hex digits of a SHA-256 over the config and the inference tensors."""
+    digest = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode())
+    for name, tensor in sorted(tensors.items()):
+        if name.endswith(TRAINING_ONLY_SUFFIX):
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def pretrained_names() -> list[str]:

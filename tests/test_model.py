@@ -354,6 +354,23 @@ def test_save_and_load_round_trip(fitted_codec: Codec, speech: Speech, tmp_path:
     assert torch.equal(loaded.decode(loaded_encoded), fitted_codec.decode(encoded))
 
 
+def test_half_precision_save_loads_as_float32_with_the_recorded_id(fitted_codec: Codec, speech: Speech,
+                                                                  tmp_path: Path) -> None:
+    fitted_codec.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    fitted_codec.save_pretrained(tmp_path / "full")
+    half_bytes = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert half_bytes < 0.6 * (tmp_path / "full" / "model.safetensors").stat().st_size
+    loaded = Codec.from_pretrained(tmp_path / "half")
+    meta = json.loads((tmp_path / "half" / "config.json").read_text())
+    assert loaded.model_id == meta["model_id"] != fitted_codec.model_id
+    assert all(t.dtype in (torch.float32, torch.int64, torch.bool) for t in loaded.state_dict().values())
+    level = loaded.quantizer.levels[0]
+    torch.testing.assert_close(level.embed_avg, level.embed * level.cluster_size[:, None])
+    wav = speech(fitted_codec.sample_rate, index=2, seconds=0.5)
+    agree = (loaded.encode(wav).codes == fitted_codec.encode(wav).codes).float().mean()
+    assert agree > 0.9  # float16 rounding moves only near ties
+
+
 def test_saved_directory_holds_only_json_and_safetensors(fitted_codec: Codec, tmp_path: Path) -> None:
     directory = tmp_path / "model"
     fitted_codec.save_pretrained(directory)

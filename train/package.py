@@ -30,6 +30,10 @@ def package(model_dir: Path, name: str, data: list[str], files: int, seconds: fl
     """Writes the bundled model ``name`` from ``model_dir``; returns its directory."""
     codec = Codec.from_pretrained(model_dir)
     codec.config = dataclasses.replace(codec.config, name=name)
+    with torch.no_grad():  # the codes below and the tables must be those of the float16 weights users load
+        for tensor in codec.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
     paths = [p for source in data for p in list_audio(source)]
     step = max(len(paths) // files, 1)
     entries = probe(paths[::step][:files], 0.3)
@@ -39,7 +43,8 @@ def package(model_dir: Path, name: str, data: list[str], files: int, seconds: fl
     target = PRETRAINED_DIR / name
     staging = Path(tempfile.mkdtemp(dir=PRETRAINED_DIR.parent, prefix=f".{name}."))
     try:
-        codec.save_pretrained(staging)
+        staging.chmod(0o755)
+        codec.save_pretrained(staging, dtype=torch.float16)  # a few MB in the package; loads as float32
         EntropyTables(counts).save(staging)
         if target.exists():
             shutil.rmtree(target)
