@@ -124,7 +124,7 @@ class TargetCache:
         self.root.mkdir(parents=True, exist_ok=True)
         with torch.random.fork_rng():  # building a teacher draws random numbers; a cached run draws none
             teacher = load_teacher(self.teacher)
-        for entry in tqdm(missing, desc="teacher targets", unit="file", dynamic_ncols=True):
+        for entry in tqdm(missing, desc="teacher targets", unit="file", disable=None):  # no bar in logs
             target = self.compute(teacher, entry).to(torch.float16).contiguous()
             atomic_write(self.file_of(entry.path), lambda p, t=target: save_file({"target": t}, p))
         info = self.key | {"layers": target.shape[0], "dim": target.shape[-1]}
@@ -163,8 +163,11 @@ class TargetCache:
         return target
 
     def units(self, entries: list[AudioEntry], config: SemanticConfig) -> Tensor:
-        """K-means centroids ``[K, D_t]`` of the targets of the first ``units_files`` files, fitted once and saved."""
-        paths = sorted(e.path for e in entries)[: config.units_files]
+        """K-means centroids ``[K, D_t]`` of the targets of ``units_files`` files, fitted once and saved.
+
+        The files are the first by a hash of their path: a fixed sample spread over every source and speaker.
+        """
+        paths = sorted((e.path for e in entries), key=lambda p: hashlib.sha1(p.encode()).digest())[: config.units_files]
         digest = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:8]
         file = self.root / f"units-{config.units}-{config.units_iters}-{digest}.safetensors"
         if file.is_file():
