@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA_DIR ?= $(HOME)/data/rvq
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install system-deps demo test test-slow data bench lint clean
+.PHONY: install system-deps demo test test-slow data bench lint clean semantic-compare
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ test-slow: install
 
 data: install
 	$(PY) -m train.corpus --out $(DATA_DIR)
+
+# Semantic distillation off and on: two runs of STEPS steps (running it again resumes them), then the
+# phone purity, PNMI and speaker-probe table of both models (eval/phonetic.py).
+STEPS ?= 20000
+train-or-resume = $(PY) -m train --config configs/$(1).yaml --run-dir $(2) --quiet steps=$(STEPS) \
+	$$(ls $(2)/checkpoints 2>/dev/null | grep -q step- && echo --resume)
+semantic-compare: install
+	$(call train-or-resume,speech16k,runs/compare-plain)
+	$(call train-or-resume,speech16k_semantic,runs/compare-semantic)
+	$(PY) -m eval.phonetic --model runs/compare-plain/model --model runs/compare-semantic/model \
+	  --json runs/compare-phonetic.json --quiet
 
 lint: install
 	$(VENV)/bin/ruff check codec train eval tests
