@@ -239,3 +239,12 @@ def test_training_with_the_mfcc_teacher_lowers_the_semantic_loss(tmp_path: Path)
     head = load_file(tmp_path / "run" / "checkpoints" / "step-00000048" / "model_2.safetensors")
     assert head["proj.weight"].shape == (39, 16)
     assert not any("proj" in key for key in load_file(exported / "model.safetensors"))
+
+
+def test_semantic_recipe_differs_from_the_plain_one_only_by_distillation() -> None:
+    plain = load_yaml(TrainConfig, ROOT / "configs" / "speech16k.yaml")
+    semantic = load_yaml(TrainConfig, ROOT / "configs" / "speech16k_semantic.yaml")
+    assert semantic.semantic.teacher == "mfcc"
+    renamed = dataclasses.replace(semantic.model, name=plain.model.name)
+    same = dataclasses.replace(semantic, semantic=SemanticConfig(), model=renamed)
+    assert same == plain  # so that `make semantic-compare` compares distillation and nothing else
