@@ -95,6 +95,8 @@ class TargetCache:
     teacher, the layer choice and the codec's rate and hop; ``HASH`` hashes the
     audio file's path. Each holds ``target`` [L', F, D_t] in float16 (``L' = 1``
     except for ``layer: mix``), ``F = ceil(samples at the codec rate / hop)``.
+    A directory teacher is known by its path: after replacing the weights in
+    it, delete its cache folder.
 
     Args:
         config: The teacher and layer.
@@ -237,7 +239,7 @@ class SemanticDistillation:
     """The head, the targets, and the gradient the semantic loss sends to the encoder (see the module docstring).
 
     Args:
-        head: The projection head (replace it by its ``accelerator.prepare`` d version).
+        head: The projection head (the loop replaces it by what ``accelerator.prepare`` returns).
         targets: The cached teacher targets.
         weight: ``w_s``.
         balanced: Scale the gradient as in the module docstring; else ``w_s`` times the raw gradient.

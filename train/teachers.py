@@ -50,12 +50,10 @@ class Teacher(nn.Module):
     """A frozen feature extractor: mono audio at :attr:`sample_rate` to per-layer features.
 
     Attributes:
-        name: What identifies the teacher's weights (part of the cache key).
         sample_rate: Rate of the input in Hz.
         frame_rate_hz: Rate of the output frames.
     """
 
-    name: str
     sample_rate: int = TEACHER_RATE_HZ
     frame_rate_hz: float
 
@@ -69,7 +67,7 @@ class MfccTeacher(Teacher):
 
     def __init__(self) -> None:
         super().__init__()
-        self.name, self.frame_rate_hz = "mfcc39", TEACHER_RATE_HZ / MFCC_HOP
+        self.frame_rate_hz = TEACHER_RATE_HZ / MFCC_HOP
         self.mfcc = torchaudio.transforms.MFCC(
             TEACHER_RATE_HZ, n_mfcc=13, melkwargs={"n_fft": MFCC_WINDOW, "hop_length": MFCC_HOP, "n_mels": 40}
         )
@@ -84,11 +82,17 @@ class MfccTeacher(Teacher):
 
 
 class TransformersTeacher(Teacher):
-    """A HuBERT-family ``transformers`` model: ``hidden_states[1:]`` with ``output_hidden_states=True``."""
+    """A HuBERT-family ``transformers`` model: ``hidden_states[1:]`` with ``output_hidden_states=True``.
+
+    Args:
+        name: The model's directory or id, for messages.
+        model: The model (``AutoModel``).
+        extractor: Its feature extractor (``AutoFeatureExtractor``), or ``None`` to feed the raw signal.
+    """
 
     def __init__(self, name: str, model: nn.Module, extractor: object | None) -> None:
         super().__init__()
-        self.name, self.model, self.extractor = name, model.eval().requires_grad_(False), extractor
+        self.model, self.extractor = model.eval().requires_grad_(False), extractor
         self.sample_rate = int(getattr(extractor, "sampling_rate", TEACHER_RATE_HZ))
         strides = getattr(model.config, "conv_stride", None)
         if not strides:
@@ -108,9 +112,9 @@ class TransformersTeacher(Teacher):
 class TorchaudioTeacher(Teacher):
     """A ``torchaudio.pipelines`` HuBERT/WavLM/wav2vec 2.0 bundle (``extract_features``)."""
 
-    def __init__(self, name: str, model: nn.Module, sample_rate: int, hop_length: int) -> None:
+    def __init__(self, model: nn.Module, sample_rate: int, hop_length: int) -> None:
         super().__init__()
-        self.name, self.model = name, model.eval().requires_grad_(False)
+        self.model = model.eval().requires_grad_(False)
         self.sample_rate, self.frame_rate_hz = sample_rate, sample_rate / hop_length
 
     @torch.no_grad()
@@ -164,7 +168,7 @@ def _torchaudio_teacher(name: str) -> TorchaudioTeacher:
             f"and cannot be fetched offline ({type(e).__name__}: {e}). Copy the weight file there from a machine "
             "with internet, or pass a local directory of a transformers model (semantic.teacher=/path/to/hubert)"
         ) from None
-    return TorchaudioTeacher(name, model, int(bundle.sample_rate), WAV2VEC2_HOP)
+    return TorchaudioTeacher(model, int(bundle.sample_rate), WAV2VEC2_HOP)
 
 
 def _transformers_teacher(name_or_dir: str) -> TransformersTeacher:
