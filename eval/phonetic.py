@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from codec.atomic import atomic_write
 from codec.audio import load
-from codec.errors import CodecError, InputError
+from codec.errors import InputError
 from codec.model import Codec
 from eval.alignment import align_manifest
 from eval.evaluate import load_model
@@ -291,16 +291,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def main() -> int:
-    """``python -m eval.phonetic``."""
-    parser = argparse.ArgumentParser(prog="python -m eval.phonetic", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args())
-    except CodecError as e:
-        print(f"phonetic: error: {e}", file=sys.stderr)
-        return 2
+if __name__ == "__main__":  # python -m eval.phonetic: the same as `codec phonetic`
+    from codec.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["phonetic", *sys.argv[1:]]))
