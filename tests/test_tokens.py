@@ -223,14 +223,14 @@ def test_detokenize_refuses_another_model(speech_dir: Path, model_dir: Path, tmp
         tokens.detokenize(tmp_path / "tok", tmp_path / "audio", other)
 
 
-def test_cli_tokenize_and_missing_default_model(
+def test_cli_tokenize_and_missing_model(
     speech_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["tokenize", str(speech_dir), str(tmp_path / "tok"), "--model", str(model_dir)]) == 0
     out = capsys.readouterr().out
     assert "tokens" in out and "1 failures" in out and BAD_FILE in out
-    assert main(["tokenize", str(speech_dir), str(tmp_path / "other")]) == 2
-    assert "speech-16khz" in capsys.readouterr().err
+    assert main(["tokenize", str(speech_dir), str(tmp_path / "other"), "--model", "no-such-model"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
 
 
 def test_output_names_keep_folders_and_avoid_clashes() -> None:
