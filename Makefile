@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= $(HOME)/data/rvq
+RUNS_DIR ?= $(HOME)/runs
 export PYTHONUNBUFFERED := 1
 
 .PHONY: install system-deps demo test test-slow data bench lint clean semantic-compare
@@ -42,10 +43,10 @@ STEPS ?= 20000
 train-or-resume = $(PY) -m train --config configs/$(1).yaml --run-dir $(2) --quiet steps=$(STEPS) \
 	$$(ls $(2)/checkpoints 2>/dev/null | grep -q step- && echo --resume)
 semantic-compare: install
-	$(call train-or-resume,speech16k,runs/compare-plain)
-	$(call train-or-resume,speech16k_semantic,runs/compare-semantic)
-	$(PY) -m eval.phonetic --model runs/compare-plain/model --model runs/compare-semantic/model \
-	  --json runs/compare-phonetic.json --quiet
+	$(call train-or-resume,speech16k,$(RUNS_DIR)/compare-plain)
+	$(call train-or-resume,speech16k_semantic,$(RUNS_DIR)/compare-semantic)
+	$(PY) -m eval.phonetic --model $(RUNS_DIR)/compare-plain/model --model $(RUNS_DIR)/compare-semantic/model \
+	  --json $(RUNS_DIR)/compare-phonetic.json --quiet
 
 lint: install
 	$(VENV)/bin/ruff check codec train eval tests
