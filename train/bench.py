@@ -34,7 +34,7 @@ def _audio(folder: Path, seconds: float = 4.0, rate: int = 24000) -> None:
         sf.write(folder / f"a{i}.wav", (0.3 * tone + 0.01 * rng.standard_normal(t.size)).astype("float32"), rate)
 
 
-def time_per_step(config_path: Path, overrides: dict, steps: int, warmup: int = 2) -> float:
+def time_per_step(config_path: Path, overrides: dict, steps: int, warmup: int = 3) -> float:
     """Seconds per training step of ``config_path`` with ``overrides``, set-up excluded."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "audio"
@@ -53,7 +53,7 @@ def time_per_step(config_path: Path, overrides: dict, steps: int, warmup: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (fewer make the difference noisy)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--segment-s", type=float, default=1.0)
@@ -74,6 +74,8 @@ def main() -> None:
     print(f"{'config':36s} {'s/step':>8s} {'audio s/s':>10s} {'vs 24k':>7s}")
     for name, seconds, rate in rows:
         print(f"{name:36s} {seconds:8.2f} {rate:10.2f} {rate / reference:6.1f}x")
+    if any(seconds <= 0 for _, seconds, _ in rows):
+        print("a non-positive time means other work on the machine swamped the timed steps: run it idle, more --steps")
 
 
 if __name__ == "__main__":
