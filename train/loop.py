@@ -125,14 +125,26 @@ def make_loader(  # noqa: ANN001
     shards = [s for s in config.data.train if is_shard_source(s)]
     if shards:
         dataset = ShardDataset(shards, rate, config.data, seed=config.seed + step)
-        return DataLoader(dataset, batch_size=config.batch_size, num_workers=config.data.num_workers)
+        return DataLoader(dataset, batch_size=config.batch_size, num_workers=config.data.num_workers,
+                          worker_init_fn=_ignore_stop_signals)
     sampler = StepSampler(len(entries), config.seed, start=step * config.batch_size * world, rank=rank, world=world)
     return DataLoader(
         CropDataset(entries, rate, config.data, semantic.targets if semantic else None),
         batch_size=config.batch_size, sampler=sampler,
         num_workers=config.data.num_workers, generator=torch.Generator().manual_seed(config.seed),
-        persistent_workers=config.data.num_workers > 0,
+        persistent_workers=config.data.num_workers > 0, worker_init_fn=_ignore_stop_signals,
     )
+
+
+def _ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001
+    """Data workers leave SIGINT/SIGTERM to the main process, which checkpoints before stopping.
+
+    A signal sent to every process of the run (Ctrl-C in a terminal, ``pkill``,
+    a job scheduler) would otherwise kill the workers first, and the loop would
+    die on the broken loader without saving.
+    """
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False) -> Path:
