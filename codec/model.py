@@ -333,6 +333,3 @@ def pretrained_names() -> list[str]:
         return []
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
 
-
-#: Former private name, kept for modules that still import it.
-_atomic_write = atomic_write
