@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+import os
+PAD_MODE=os.environ.get('PAD_MODE','both')
 from torch.nn.utils.parametrizations import weight_norm
 
 from codec.streaming import StreamingModule
@@ -90,6 +93,14 @@ class StreamingConv1d(StreamingModule[ConvState]):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolves ``x`` [B, C_in, T] into [B, C_out, (T + buffered) // stride]."""
+        if not self.is_streaming and self.context >= 0:
+            # Offline the past is zeros: let the convolution pad both sides (no copy of x) and
+            # drop the outputs that only the right padding reaches.
+            n_frames = x.shape[-1] // self.stride
+            conv = self.conv
+            if PAD_MODE == "both":
+                return F.conv1d(x, conv.weight, conv.bias, self.stride, self.context, conv.dilation)[..., :n_frames]
+            return F.conv1d(F.pad(x, (self.context, 0)), conv.weight, conv.bias, self.stride, 0, conv.dilation)
         state = self.get_state(x)
         x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
         n_frames = max((x.shape[-1] - self.effective_kernel) // self.stride + 1, 0)
@@ -102,13 +113,21 @@ class StreamingConv1d(StreamingModule[ConvState]):
 
 @dataclass
 class ConvTransposeState:
-    """Output samples that still overlap the next frame, ``[B, C_out, k - s]``."""
+    """The last input frames, ``[B, C_in, taps - 1]``: their outputs still overlap the next frame's."""
 
-    pending: torch.Tensor
+    previous: torch.Tensor
 
 
 class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
     """Causal 1-d transposed convolution with weight norm; ``n`` frames give ``n * stride`` samples.
+
+    It runs as its polyphase equivalent: output sample ``f * s + r`` is
+    ``sum_q W[:, :, r + q * s]^T x[f - q]``, a causal convolution over frames
+    with ``taps = ceil(k / s)`` taps and ``C_out * s`` output channels whose
+    phases are then interleaved in time. That gives the same numbers as the
+    transposed convolution with its right overlap held back, through the
+    library's fast convolution kernels, and its streaming state is just the
+    last ``taps - 1`` input frames.
 
     Args:
         in_channels: Input channels.
@@ -126,21 +145,34 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         )
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.stride = stride
-        self.overlap = kernel_size - stride
+        self.taps = -(-kernel_size // stride)
 
     def init_state(self, x: torch.Tensor) -> ConvTransposeState:
-        return ConvTransposeState(x.new_zeros(x.shape[0], self.convtr.out_channels, self.overlap))
+        return ConvTransposeState(x.new_zeros(x.shape[0], x.shape[1], self.taps - 1))
+
+    def polyphase_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The equivalent convolution's weight ``[C_out * s, C_in, taps]`` and bias ``[C_out * s]``."""
+        weight = self.convtr.weight  # [C_in, C_out, k]
+        c_in, c_out, k = weight.shape
+        s, taps = self.stride, self.taps
+        weight = F.pad(weight, (0, taps * s - k)).view(c_in, c_out, taps, s)  # kernel index q * s + r
+        weight = weight.permute(1, 3, 0, 2).flip(-1).reshape(c_out * s, c_in, taps)  # tap taps-1-q meets x[f - q]
+        return weight, self.bias.repeat_interleave(s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Upsamples ``x`` [B, C_in, F] to [B, C_out, F * stride]."""
-        state = self.get_state(x)
-        n_out = x.shape[-1] * self.stride
-        if x.shape[-1] == 0:
-            return x.new_zeros(x.shape[0], self.convtr.out_channels, 0)
-        y = self.convtr(x)  # [B, C_out, n_out + overlap]
-        y = torch.cat([y[..., : self.overlap] + state.pending, y[..., self.overlap :]], dim=-1)
-        self.set_state(ConvTransposeState(y[..., n_out:]))
-        return y[..., :n_out] + self.bias[:, None]
+        batch, _, frames = x.shape
+        if self.is_streaming:
+            state = self.get_state(x)
+            x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, taps - 1 + F]
+            self.set_state(ConvTransposeState(x[..., x.shape[-1] - (self.taps - 1) :]))
+            padding = 0
+        else:
+            padding = self.taps - 1  # zeros before the first frame; outputs past F are dropped below
+        weight, bias = self.polyphase_weight()
+        y = F.conv1d(x, weight, bias, padding=padding)[..., :frames]  # [B, C_out * s, F]
+        y = y.view(batch, -1, self.stride, frames).transpose(2, 3)  # [B, C_out, F, s]
+        return y.reshape(batch, -1, frames * self.stride)
 
 
 @dataclass

@@ -10,7 +10,8 @@ Encoder, for decoder ratios ``(8, 5, 4, 2)`` and ``n_filters = C``::
       -> LSTM (+skip) -> ELU -> conv k7 -> latent [B, D, T / 320]
 
 The decoder mirrors it with transposed convolutions. Every layer is causal
-and streamable (see :mod:`codec.layers`).
+and streamable (see :mod:`codec.layers`). An ELU whose input nothing else
+reads runs in place, which saves a copy of the largest activations.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ class ResidualBlock(nn.Module):
         self.block = nn.Sequential(
             nn.ELU(),
             StreamingConv1d(channels, hidden, kernel_size, dilation=dilation),
-            nn.ELU(),
+            nn.ELU(inplace=True),
             StreamingConv1d(hidden, channels, 1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, T] -> [B, C, T]."""
-        return x + self.block(x)
+        return self.block(x).add_(x)
 
 
 def _residual_stack(channels: int, config: CodecConfig) -> list[nn.Module]:
@@ -61,11 +62,11 @@ class SEANetEncoder(nn.Sequential):
         layers: list[nn.Module] = [StreamingConv1d(config.channels, channels, config.kernel_size)]
         for ratio in reversed(config.ratios):
             layers += _residual_stack(channels, config)
-            layers += [nn.ELU(), StreamingConv1d(channels, 2 * channels, 2 * ratio, stride=ratio)]
+            layers += [nn.ELU(inplace=True), StreamingConv1d(channels, 2 * channels, 2 * ratio, stride=ratio)]
             channels *= 2
         if config.lstm_layers:
             layers.append(StreamingLSTM(channels, config.lstm_layers))
-        layers += [nn.ELU(), StreamingConv1d(channels, config.dimension, config.last_kernel_size)]
+        layers += [nn.ELU(inplace=True), StreamingConv1d(channels, config.dimension, config.last_kernel_size)]
         super().__init__(*layers)
 
 
@@ -78,8 +79,8 @@ class SEANetDecoder(nn.Sequential):
         if config.lstm_layers:
             layers.append(StreamingLSTM(channels, config.lstm_layers))
         for ratio in config.ratios:
-            layers += [nn.ELU(), StreamingConvTranspose1d(channels, channels // 2, 2 * ratio, stride=ratio)]
+            layers += [nn.ELU(inplace=True), StreamingConvTranspose1d(channels, channels // 2, 2 * ratio, stride=ratio)]
             channels //= 2
             layers += _residual_stack(channels, config)
-        layers += [nn.ELU(), StreamingConv1d(channels, config.channels, config.last_kernel_size)]
+        layers += [nn.ELU(inplace=True), StreamingConv1d(channels, config.channels, config.last_kernel_size)]
         super().__init__(*layers)

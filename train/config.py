@@ -206,6 +206,11 @@ class TrainConfig:
         keep_checkpoints: Checkpoints kept on disk (oldest removed first).
         max_bad_steps: Stop after this many steps with a NaN/Inf loss.
         threads: Torch intra-op threads (0 leaves torch's default).
+        init: Start the generator from this saved model (a directory written by
+            ``Codec.save_pretrained`` or a bundled name) instead of a random
+            initialisation: a fine-tune. Its architecture must equal ``model``'s.
+            Optimizers, discriminators and the step count start afresh; ignored
+            on ``--resume``, whose checkpoint holds the weights.
     """
 
     model: CodecConfig = field(default_factory=CodecConfig)
@@ -224,3 +229,4 @@ class TrainConfig:
     keep_checkpoints: int = 3
     max_bad_steps: int = 50
     threads: int = 0
+    init: str = ""

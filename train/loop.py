@@ -147,6 +147,29 @@ def _ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001
         signal.signal(s, signal.SIG_IGN)
 
 
+#: Model settings that shape the weights; the others (name, EMA and dropout settings) may change in a fine-tune.
+ARCHITECTURE_KEYS = ("sample_rate", "channels", "n_filters", "dimension", "ratios", "kernel_size", "last_kernel_size",
+                     "residual_kernel_size", "n_residual_layers", "dilation_base", "compress", "lstm_layers", "n_q",
+                     "codebook_size")
+
+
+def initialize_from(model: Codec, name_or_path: str) -> None:
+    """Copies the weights and codebooks of a saved model into ``model`` (a fine-tune's start).
+
+    Raises:
+        TrainingError: If the saved model's weights have other shapes than ``model``'s
+            (an :data:`ARCHITECTURE_KEYS` setting differs).
+    """
+    source = Codec.from_pretrained(os.path.expanduser(name_or_path))
+    mine, theirs = to_dict(model.config), to_dict(source.config)
+    differ = ", ".join(f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in ARCHITECTURE_KEYS if mine[k] != theirs[k])
+    if differ:
+        raise TrainingError(f"init={name_or_path!r} has another architecture than model ({differ}); "
+                            "set the model section to the saved model's config")
+    model.load_state_dict(source.state_dict())
+    log.info("generator initialised from %s (model id %s)", name_or_path, source.model_id)
+
+
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False) -> Path:
     """Trains a codec; returns the directory of the exported generator (``run_dir / "model"``).
 
@@ -167,6 +190,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     device, main = accelerator.device, accelerator.is_main_process
     train_entries, valid_entries = split_entries(config.data)
     model, disc = Codec(config.model), Discriminators(config.disc)
+    if config.init and not resume:
+        initialize_from(model, config.init)
     semantic = None
     if config.semantic.teacher:
         with accelerator.main_process_first():
