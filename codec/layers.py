@@ -25,8 +25,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
-import os
-PAD_MODE=os.environ.get('PAD_MODE','both')
 from torch.nn.utils.parametrizations import weight_norm
 
 from codec.streaming import StreamingModule
@@ -98,9 +96,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
             # drop the outputs that only the right padding reaches.
             n_frames = x.shape[-1] // self.stride
             conv = self.conv
-            if PAD_MODE == "both":
-                return F.conv1d(x, conv.weight, conv.bias, self.stride, self.context, conv.dilation)[..., :n_frames]
-            return F.conv1d(F.pad(x, (self.context, 0)), conv.weight, conv.bias, self.stride, 0, conv.dilation)
+            return F.conv1d(x, conv.weight, conv.bias, self.stride, self.context, conv.dilation)[..., :n_frames]
         state = self.get_state(x)
         x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
         n_frames = max((x.shape[-1] - self.effective_kernel) // self.stride + 1, 0)
