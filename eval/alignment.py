@@ -94,11 +94,14 @@ class Aligner:
             return Alignment(path, error=f"words not in the dictionary: {unknown}" if unknown else "empty transcript")
         wav, _ = load(path, target_rate=ALIGNER_RATE_HZ, mono=True)
         pcm = (wav[0].clamp(-1, 1) * 32767).short().numpy().tobytes()
-        self.decoder.set_align_text(" ".join(words))
-        self._decode(pcm)  # first pass: word segmentation
-        self.decoder.set_alignment()
-        self._decode(pcm)  # second pass: phone and state alignment
-        alignment = self.decoder.get_alignment()
+        try:
+            self.decoder.set_align_text(" ".join(words))
+            self._decode(pcm)  # first pass: word segmentation
+            self.decoder.set_alignment()  # fails when the first pass found no word path
+            self._decode(pcm)  # second pass: phone and state alignment
+            alignment = self.decoder.get_alignment()
+        except RuntimeError as e:
+            return Alignment(path, error=f"the aligner failed: {e}")
         if alignment is None:
             return Alignment(path, error="the aligner found no alignment")
         phones = tuple((phone.name, int(phone.start), int(phone.duration)) for word in alignment for phone in word)

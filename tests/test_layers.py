@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from torch.nn import functional as F
 from conftest import chunks
 
 from codec.errors import InputError
@@ -36,6 +37,7 @@ CASES = {
     "convtr-k4-stride2": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 4, stride=2), 5, 1, 2),
     "convtr-k10-stride5": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 10, stride=5), 5, 1, 5),
     "convtr-k3-stride3": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 3, stride=3), 5, 1, 3),
+    "convtr-k5-stride2": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 5, stride=2), 5, 1, 2),
     "lstm-1layer": LayerCase(lambda: StreamingLSTM(6, num_layers=1), 6, 1, 1),
     "lstm-2layers": LayerCase(lambda: StreamingLSTM(6, num_layers=2), 6, 1, 1),
 }
@@ -107,6 +109,22 @@ def test_state_is_dropped_after_streaming(case: LayerCase) -> None:
         assert not layer.is_streaming
         after = layer(x)
     torch.testing.assert_close(after, before, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n.startswith("conv")])
+def test_matches_the_textbook_operation(name: str) -> None:
+    """Offline, each layer equals torch's plain (transposed) convolution with zeros before the input."""
+    layer, case = build(CASES[name]), CASES[name]
+    x = torch.randn(BATCH, case.in_channels, 12 * case.in_step)
+    with torch.no_grad():
+        if isinstance(layer, StreamingConvTranspose1d):
+            full = F.conv_transpose1d(x, layer.convtr.weight, stride=layer.stride)  # [B, C, (F - 1) s + k]
+            expected = full[..., : x.shape[-1] * layer.stride] + layer.bias[:, None]
+        else:
+            conv = layer.conv
+            padded = F.pad(x, (layer.context, 0))
+            expected = F.conv1d(padded, conv.weight, conv.bias, layer.stride, 0, conv.dilation)
+        torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_streaming_rejects_another_batch_size() -> None:

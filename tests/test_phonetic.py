@@ -44,6 +44,11 @@ def test_words_outside_the_dictionary_are_recorded_as_failures() -> None:
     assert failed.error and "zzqx" in failed.error and not failed.phones
 
 
+def test_a_transcript_too_long_for_the_audio_is_recorded_as_a_failure() -> None:
+    failed = Aligner().align(str(CODEC2), "the birch canoe " * 30)  # 90 words cannot fit in 2.7 s
+    assert failed.error.startswith("the aligner failed") and not failed.phones
+
+
 def test_frame_labels_take_the_phone_at_each_frame_centre() -> None:
     alignment = Alignment("a.wav", (("SIL", 0, 3), ("AH", 3, 2), ("B", 5, 4)))  # 10 ms frames: 0-3, 3-5, 5-9
     # 50 Hz frames are centred at 10, 30, 50, 70, 90 ms: 10 ms frames 1, 3, 5, 7 and 9 (past the end)

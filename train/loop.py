@@ -299,7 +299,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             bar.set_postfix(mel=f"{values['mel']:.3f}", l1=f"{values['l1']:.4f}", audio_s_per_s=f"{rate:.1f}")
             if writer and step % config.log_every == 0:
                 scalars = {f"loss/{k}": v for k, v in values.items()}
-                scalars |= {"loss/commitment": float(commitment), "grad_norm": float(grad_norm),
+                scalars |= {"loss/commitment": float(commitment.detach()), "grad_norm": float(grad_norm),
                             "lr": sched_g.get_last_lr()[0], "audio_s_per_s": rate}
                 if d_loss is not None:
                     scalars["loss/discriminator"] = float(d_loss)
