@@ -15,7 +15,7 @@ import sys
 from codec.errors import CodecError
 
 #: Modules that contribute sub-commands, in help order.
-COMMAND_MODULES = ("codec.compress", "codec.tokens", "train.cli", "eval.cli", "eval.phonetic", "codec.export")
+COMMAND_MODULES = ("codec.compress", "codec.tokens", "train.cli", "eval.cli", "eval.phonetic", "eval.codebooks", "codec.export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,17 +8,28 @@ usage distribution ``p`` over the ``K`` entries, and from it:
 - **perplexity** ``2 ** H``: the number of equally used entries that would
   give the same entropy (``K`` when every entry is used equally);
 - **dead fraction**: the share of entries never used at all.
+
+``codec codebooks --model M --data D`` prints them for a model over a folder
+or manifest. A code used once in 100,000 frames looks dead in a 2-minute
+sample, so measure on a whole split (the development split is 1.2 hours).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import sys
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from codec import audio
+from codec.atomic import atomic_write
 from codec.errors import InputError
 
 
@@ -117,3 +128,62 @@ def codebook_stats(batches: Iterable[Tensor], codebook_size: int) -> list[Codebo
 def entropy_bound_kbps(stats: list[CodebookStats], frame_rate_hz: float) -> float:
     """Bitrate in kbit/s of an ideal per-codebook (unigram) entropy coder: ``sum H_l * frame rate``."""
     return sum(s.entropy_bits for s in stats) * frame_rate_hz / 1000
+
+
+def format_table(stats: list[CodebookStats], seconds: float, frame_rate_hz: float) -> str:
+    """The per-level table printed by ``codec codebooks``."""
+    lines = [f"{'level':>5} {'codes seen':>10} {'entropy bits':>12} {'perplexity':>10} {'dead fraction':>13}"]
+    for s in stats:
+        lines.append(f"{s.level:>5} {s.codes_seen:>10} {s.entropy_bits:>12.2f} {s.perplexity:>10.1f} "
+                     f"{s.dead_fraction:>13.3f}")
+    worst = max(stats, key=lambda s: s.dead_fraction)
+    lines.append(f"{seconds / 60:.1f} minutes of audio; most dead: level {worst.level} "
+                 f"({worst.dead_fraction:.1%}); unigram entropy bound {entropy_bound_kbps(stats, frame_rate_hz):.2f} kbps")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``codec codebooks``."""
+    parser.add_argument("--model", default="speech-16khz", help="a saved model directory or bundled name")
+    parser.add_argument("--data", required=True, help="a folder of audio files or a JSONL manifest")
+    parser.add_argument("--limit", type=int, help="only the first N files")
+    parser.add_argument("--json", type=Path, help="also write the statistics to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Encodes every file with all codebooks and prints the usage of each."""
+    from tqdm import tqdm
+
+    from eval.evaluate import list_audio, load_model  # eval.evaluate imports this module
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1, got {args.limit}")
+    model = load_model(args.model)
+    counter, seconds, start = CodeCounter(model.config.codebook_size), 0.0, time.perf_counter()
+    for path in tqdm(list_audio(args.data, args.limit), desc="encoding", unit="file", disable=args.quiet):
+        wav, _ = audio.load(path, target_rate=model.sample_rate, mono=True)  # [1, T]
+        counter.update(model.encode(wav[None]).codes)
+        seconds += wav.shape[-1] / model.sample_rate
+    stats = counter.stats()
+    print(format_table(stats, seconds, model.config.frame_rate_hz))
+    print(f"model {model.model_id}; {time.perf_counter() - start:.0f} s")
+    if args.json:
+        data = {"model": args.model, "model_id": model.model_id, "audio_seconds": seconds,
+                "levels": [s.to_dict() for s in stats]}
+        atomic_write(args.json, lambda p: Path(p).write_text(json.dumps(data, indent=2) + "\n"))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``codec codebooks``."""
+    parser = subparsers.add_parser("codebooks", help="usage, entropy and dead codes of each codebook on a dataset",
+                                   description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+if __name__ == "__main__":  # python -m eval.codebooks: the same as `codec codebooks`
+    from codec.cli import main
+
+    sys.exit(main(["codebooks", *sys.argv[1:]]))

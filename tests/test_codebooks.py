@@ -60,3 +60,23 @@ def test_errors() -> None:
     counter.update(torch.zeros(1, 2, 3, dtype=torch.long))
     with pytest.raises(InputError, match="earlier batches had 2"):
         counter.update(torch.zeros(1, 3, 3, dtype=torch.long))
+
+
+def test_codebooks_command_counts_every_frame_of_real_speech(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import soundfile as sf
+    from conftest import DATA_DIR
+
+    from codec.cli import main
+
+    files = sorted(DATA_DIR.glob("*.wav"))
+    assert main(["codebooks", "--data", str(DATA_DIR), "--json", str(tmp_path / "usage.json"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "dead fraction" in out and "most dead: level" in out
+    report = json.loads((tmp_path / "usage.json").read_text())
+    frames = sum(math.ceil(sf.info(str(f)).duration * 16000 / 320 - 1e-6) for f in files)
+    assert [level["codes_seen"] for level in report["levels"]] == [frames] * 8
+    assert all(0 < level["dead_fraction"] < 1 for level in report["levels"])
+    assert main(["codebooks", "--data", str(tmp_path / "missing")]) != 0
+    assert "missing is neither a folder of audio files nor a .jsonl manifest" in capsys.readouterr().err
