@@ -38,10 +38,12 @@ data: install
 	$(PY) -m train.corpus --out $(DATA_DIR)
 
 # Semantic distillation off and on: two runs of STEPS steps (running it again resumes them), then the
-# phone purity, PNMI and speaker-probe table of both models (eval/phonetic.py).
+# phone purity, PNMI and speaker-probe table of both models (eval/phonetic.py). INIT=<saved model>
+# starts both from the same trained codec (a fine-tune), which a CPU can afford; empty trains from scratch.
 STEPS ?= 20000
+INIT ?=
 train-or-resume = $(PY) -m train --config configs/$(1).yaml --run-dir $(2) --quiet steps=$(STEPS) \
-	$$(ls $(2)/checkpoints 2>/dev/null | grep -q step- && echo --resume)
+	$(if $(INIT),init=$(INIT)) $$(ls $(2)/checkpoints 2>/dev/null | grep -q step- && echo --resume)
 semantic-compare: install
 	$(call train-or-resume,speech16k,$(RUNS_DIR)/compare-plain)
 	$(call train-or-resume,speech16k_semantic,$(RUNS_DIR)/compare-semantic)

@@ -10,6 +10,7 @@ as it was.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -44,3 +45,8 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
     """Calls ``write(tmp_path)`` and then renames the result onto ``path`` (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         write(tmp)
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """Writes ``data`` as indented JSON to ``path``, atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from codec.errors import CodecError
 
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"codec {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def run_module(command: str) -> NoReturn:
+    """``python -m <module>`` of a command module: the same as ``codec <command> ...``."""
+    sys.exit(main([command, *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(loaded, files: list[Path], kbps_list: list[float], opus_list: list[int]) -> list[tuple]:  # noqa: ANN001
+def run(loaded, files: list[Path], kbps_list: list[float], opus_list: list[int]) -> list[tuple]:
     """Rows ``(codec, measured kbps, ViSQOL, PESQ, encode+decode speed)`` averaged over ``files``."""
     from eval.baselines import parse_baselines, round_trip
 

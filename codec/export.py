@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import time
 import warnings
@@ -35,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from codec import audio
-from codec.atomic import atomic_write
+from codec.atomic import atomic_write, write_json
 from codec.errors import CodecError, InputError
 from codec.model import Codec
 
@@ -164,7 +163,7 @@ def export(
         "encoder": {"input": "audio [B, 1, T] float32", "output": "codes [B, n_q, ceil(T / hop)] int64"},
         "decoder": {"input": "codes [B, n_q, F] int64", "output": "audio [B, 1, F * hop] float32"},
     }
-    atomic_write(out_dir / "export.json", lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
+    write_json(out_dir / "export.json", info)
     return written
 
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from codec import streaming as streaming_lib
-from codec.atomic import atomic_write
+from codec.atomic import atomic_write, write_json
 from codec.config import CodecConfig, from_dict, to_dict
 from codec.errors import BandwidthError, InputError, ModelNotFoundError, SampleRateError
 from codec.quantization import QuantizerOutput, ResidualVectorQuantizer
@@ -277,7 +277,7 @@ class Codec(nn.Module):
         loaded = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         meta = {"config": to_dict(self.config), "model_id": _weights_id(self.config, loaded), "format": 1}
         atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"model_id": meta["model_id"]}))
-        atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+        write_json(directory / CONFIG_FILE, meta)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, map_location: str = "cpu") -> Codec:

@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from codec.atomic import atomic_write
+from codec.atomic import atomic_write, write_json
 from codec.errors import FormatError, InputError
 from codec.patterns import Vocabulary
 
@@ -87,7 +87,7 @@ def read_info(root: Path) -> dict[str, Any]:
 
 def write_info(root: Path, info: dict[str, Any]) -> None:
     """Writes the ``tokens.json`` of a token directory atomically."""
-    atomic_write(Path(root) / INFO_FILE, lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
+    write_json(Path(root) / INFO_FILE, info)
 
 
 def commit_shard(

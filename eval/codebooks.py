@@ -17,9 +17,7 @@ sample, so measure on a whole split (the development split is 1.2 hours).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -29,7 +27,7 @@ import torch
 from torch import Tensor
 
 from codec import audio
-from codec.atomic import atomic_write
+from codec.atomic import write_json
 from codec.errors import InputError
 
 
@@ -171,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = {"model": args.model, "model_id": model.model_id, "audio_seconds": seconds,
                 "levels": [s.to_dict() for s in stats]}
-        atomic_write(args.json, lambda p: Path(p).write_text(json.dumps(data, indent=2) + "\n"))
+        write_json(args.json, data)
     return 0
 
 
@@ -184,6 +182,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":  # python -m eval.codebooks: the same as `codec codebooks`
-    from codec.cli import main
+    from codec.cli import run_module
 
-    sys.exit(main(["codebooks", *sys.argv[1:]]))
+    run_module("codebooks")

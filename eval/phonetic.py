@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -39,7 +38,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from codec.atomic import atomic_write
+from codec.atomic import write_json
 from codec.audio import load
 from codec.errors import InputError
 from codec.model import Codec
@@ -279,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = {m: {"phones": {k: asdict(s) for k, s in r["phones"].items()}, "speaker": r["speaker"]}
                 for m, r in reports.items()}
-        atomic_write(args.json, lambda p: Path(p).write_text(json.dumps(data, indent=2) + "\n"))
+        write_json(args.json, data)
     return 0
 
 
@@ -292,6 +291,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":  # python -m eval.phonetic: the same as `codec phonetic`
-    from codec.cli import main
+    from codec.cli import run_module
 
-    sys.exit(main(["phonetic", *sys.argv[1:]]))
+    run_module("phonetic")

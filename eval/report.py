@@ -6,12 +6,11 @@ interrupted run never leaves a partial report behind.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from codec.atomic import atomic_write
+from codec.atomic import atomic_write, write_json
 from eval.evaluate import REFERENCE, EvalResult
 
 JSON_FILE = "results.json"
@@ -150,7 +149,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / JSON_FILE, "markdown": out_dir / MARKDOWN_FILE, "plot": out_dir / PLOT_FILE}
-    atomic_write(paths["json"], lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
+    write_json(paths["json"], report)
     atomic_write(paths["markdown"], lambda tmp: Path(tmp).write_text(to_markdown(report), encoding="utf-8"))
     plot_rate_distortion(report, paths["plot"])
     return paths

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from torch.nn import functional as F
 from conftest import chunks
+from torch.nn import functional as F
 
 from codec.errors import InputError
 from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM

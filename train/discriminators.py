@@ -6,6 +6,8 @@ of its intermediate feature maps (for the feature-matching loss).
 
 from __future__ import annotations
 
+import itertools
+
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
@@ -63,7 +65,7 @@ class ScaleDiscriminator(nn.Module):
     def __init__(self, channels: tuple[int, ...]) -> None:
         super().__init__()
         layers = [weight_norm(nn.Conv1d(1, channels[0], 15, padding=7))]
-        for prev, ch in zip(channels[:-2], channels[1:-1]):
+        for prev, ch in itertools.pairwise(channels[:-1]):
             groups = max(min(prev, ch) // 4, 1)
             layers.append(weight_norm(nn.Conv1d(prev, ch, 41, stride=4, padding=20, groups=groups)))
         layers.append(weight_norm(nn.Conv1d(channels[-2], channels[-1], 5, padding=2)))

@@ -55,7 +55,7 @@ class Progress:
         self.step, self.bad_steps = int(state["step"]), int(state["bad_steps"])
 
 
-def lr_factor(optim: OptimConfig, total_steps: int):  # noqa: ANN201 - a schedule function
+def lr_factor(optim: OptimConfig, total_steps: int):
     """Learning-rate multiplier per step: linear warm-up, then constant or cosine decay."""
 
     def factor(step: int) -> float:
@@ -99,11 +99,11 @@ class Checkpoints:
 
 
 @contextmanager
-def stop_requests():  # noqa: ANN201 - yields a one-item list used as a flag
+def stop_requests():
     """Turns SIGINT and SIGTERM into a flag the loop checks after each step."""
     flag = [False]
 
-    def handler(signum, frame):  # noqa: ANN001, ARG001
+    def handler(signum, frame):
         flag[0] = True
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -114,7 +114,7 @@ def stop_requests():  # noqa: ANN201 - yields a one-item list used as a flag
             signal.signal(s, h)
 
 
-def make_loader(  # noqa: ANN001
+def make_loader(
     config: TrainConfig, entries, accelerator: Accelerator, step: int, semantic: SemanticDistillation | None = None
 ) -> DataLoader:
     """Batches of crops ``[B, 1, T]`` continuing at ``step`` (shards: a fresh shuffled stream).
@@ -136,7 +136,7 @@ def make_loader(  # noqa: ANN001
     )
 
 
-def _ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001
+def _ignore_stop_signals(worker_id: int) -> None:
     """Data workers leave SIGINT/SIGTERM to the main process, which checkpoints before stopping.
 
     A signal sent to every process of the run (Ctrl-C in a terminal, ``pkill``,
@@ -357,13 +357,13 @@ def validate(codec: Codec, clips: list[torch.Tensor], mel_loss: MelLoss) -> dict
     return results
 
 
-def _summary_writer(run_dir: Path):  # noqa: ANN202 - tensorboard's SummaryWriter
+def _summary_writer(run_dir: Path):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def _log_audio(writer, codec: Codec, clips: list[torch.Tensor], step: int) -> None:  # noqa: ANN001
+def _log_audio(writer, codec: Codec, clips: list[torch.Tensor], step: int) -> None:
     """Audio and spectrogram images of the first two clips at the lowest and highest bandwidth."""
     import matplotlib
 

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from codec.atomic import atomic_write
+from codec.atomic import atomic_write, write_json
 from codec.audio import load
 from codec.config import CodecConfig
 from codec.errors import ConfigError
@@ -130,7 +130,7 @@ class TargetCache:
             target = self.compute(teacher, entry).to(torch.float16).contiguous()
             atomic_write(self.file_of(entry.path), lambda p, t=target: save_file({"target": t}, p))
         info = self.key | {"layers": target.shape[0], "dim": target.shape[-1]}
-        atomic_write(self.root / "teacher.json", lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
+        write_json(self.root / "teacher.json", info)
 
     def compute(self, teacher: Teacher, entry: AudioEntry) -> Tensor:
         """The target ``[L', F, D_t]`` of one file, aligned to the codec's frames (see :func:`align_frames`).
