@@ -109,9 +109,12 @@ class StreamingConv1d(StreamingModule[ConvState]):
 
 @dataclass
 class ConvTransposeState:
-    """The last input frames, ``[B, C_in, taps - 1]``: their outputs still overlap the next frame's."""
+    """The last input frames, ``[B, C_in, taps - 1]``, whose outputs still overlap the next frame's,
+    and the polyphase weight and bias, built once per stream."""
 
     previous: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
 
 
 class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
@@ -144,7 +147,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         self.taps = -(-kernel_size // stride)
 
     def init_state(self, x: torch.Tensor) -> ConvTransposeState:
-        return ConvTransposeState(x.new_zeros(x.shape[0], x.shape[1], self.taps - 1))
+        return ConvTransposeState(x.new_zeros(x.shape[0], x.shape[1], self.taps - 1), *self.polyphase_weight())
 
     def polyphase_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The equivalent convolution's weight ``[C_out * s, C_in, taps]`` and bias ``[C_out * s]``."""
@@ -161,11 +164,11 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         if self.is_streaming:
             state = self.get_state(x)
             x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, taps - 1 + F]
-            self.set_state(ConvTransposeState(x[..., x.shape[-1] - (self.taps - 1) :]))
-            padding = 0
+            self.set_state(ConvTransposeState(x[..., x.shape[-1] - (self.taps - 1) :], state.weight, state.bias))
+            weight, bias, padding = state.weight, state.bias, 0
         else:
+            weight, bias = self.polyphase_weight()
             padding = self.taps - 1  # zeros before the first frame; outputs past F are dropped below
-        weight, bias = self.polyphase_weight()
         y = F.conv1d(x, weight, bias, padding=padding)[..., :frames]  # [B, C_out * s, F]
         y = y.view(batch, -1, self.stride, frames).transpose(2, 3)  # [B, C_out, F, s]
         return y.reshape(batch, -1, frames * self.stride)
