@@ -96,6 +96,8 @@ class StreamingConv1d(StreamingModule[ConvState]):
             # drop the outputs that only the right padding reaches.
             n_frames = x.shape[-1] // self.stride
             conv = self.conv
+            if n_frames == 0:
+                return x.new_zeros(x.shape[0], conv.out_channels, 0)
             return F.conv1d(x, conv.weight, conv.bias, self.stride, self.context, conv.dilation)[..., :n_frames]
         state = self.get_state(x)
         x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
@@ -161,6 +163,8 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Upsamples ``x`` [B, C_in, F] to [B, C_out, F * stride]."""
         batch, _, frames = x.shape
+        if frames == 0:
+            return x.new_zeros(batch, self.convtr.out_channels, 0)
         if self.is_streaming:
             state = self.get_state(x)
             x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, taps - 1 + F]
@@ -200,6 +204,8 @@ class StreamingLSTM(StreamingModule[LSTMState]):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Runs the LSTM over time; ``x`` and the result are [B, C, T]."""
+        if x.shape[-1] == 0:
+            return x  # nothing to run; torch's LSTM rejects empty sequences
         state = self.get_state(x)
         seq = x.permute(2, 0, 1)  # [T, B, C]
         y, (h, c) = self.lstm(seq, (state.h, state.c))

@@ -56,7 +56,7 @@ def build(case: LayerCase) -> StreamingModule:
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-@pytest.mark.parametrize("steps", [1, 7, 24])
+@pytest.mark.parametrize("steps", [0, 1, 7, 24])
 def test_output_length(case: LayerCase, steps: int) -> None:
     layer = build(case)
     y = layer(torch.randn(BATCH, case.in_channels, steps * case.in_step))
