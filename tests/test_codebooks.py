@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
+from conftest import DATA_DIR
 
+from codec.cli import main
 from codec.errors import InputError
 from codec.model import Codec
 from eval.codebooks import CodeCounter, codebook_stats, entropy_bound_kbps
@@ -62,14 +67,7 @@ def test_errors() -> None:
         counter.update(torch.zeros(1, 3, 3, dtype=torch.long))
 
 
-def test_codebooks_command_counts_every_frame_of_real_speech(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    import json
-
-    import soundfile as sf
-    from conftest import DATA_DIR
-
-    from codec.cli import main
-
+def test_codebooks_command_counts_every_frame_of_real_speech(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = sorted(DATA_DIR.glob("*.wav"))
     assert main(["codebooks", "--data", str(DATA_DIR), "--json", str(tmp_path / "usage.json"), "--quiet"]) == 0
     out = capsys.readouterr().out

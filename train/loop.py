@@ -147,22 +147,21 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-#: Model settings that shape the weights; the others (name, EMA and dropout settings) may change in a fine-tune.
-ARCHITECTURE_KEYS = ("sample_rate", "channels", "n_filters", "dimension", "ratios", "kernel_size", "last_kernel_size",
-                     "residual_kernel_size", "n_residual_layers", "dilation_base", "compress", "lstm_layers", "n_q",
-                     "codebook_size")
+#: Model settings that leave the weights' shapes alone (name, EMA and dropout behaviour): a fine-tune may change them.
+TRAINING_ONLY_KEYS = frozenset({"name", "ema_decay", "epsilon", "kmeans_iters", "dead_code_ratio",
+                                "quantizer_dropout", "quantizer_bypass"})
 
 
 def initialize_from(model: Codec, name_or_path: str) -> None:
     """Copies the weights and codebooks of a saved model into ``model`` (a fine-tune's start).
 
     Raises:
-        TrainingError: If the saved model's weights have other shapes than ``model``'s
-            (an :data:`ARCHITECTURE_KEYS` setting differs).
+        TrainingError: If the saved model's architecture differs from ``model``'s
+            (any model setting outside :data:`TRAINING_ONLY_KEYS`).
     """
     source = Codec.from_pretrained(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
-    differ = ", ".join(f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in ARCHITECTURE_KEYS if mine[k] != theirs[k])
+    differ = ", ".join(f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in TRAINING_ONLY_KEYS and mine[k] != theirs[k])
     if differ:
         raise TrainingError(f"init={name_or_path!r} has another architecture than model ({differ}); "
                             "set the model section to the saved model's config")
