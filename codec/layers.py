@@ -50,6 +50,67 @@ def lecun_init_(conv: nn.Conv1d | nn.ConvTranspose1d) -> nn.Module:
     return conv
 
 
+def conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int = 1,
+    dilation: int = 1,
+    left_pad: int = 0,
+) -> torch.Tensor:
+    """Convolution of ``x`` [B, C_in, T] preceded by ``left_pad`` zero samples.
+
+    Returns ``[B, C_out, (T + left_pad - e) // stride + 1]`` for the effective
+    kernel ``e = (k - 1) * dilation + 1``: only the outputs whose window lies
+    on real or left-padded samples.
+    """
+    n = max((x.shape[-1] + left_pad - (weight.shape[-1] - 1) * dilation - 1) // stride + 1, 0)
+    if n == 0:
+        return x.new_zeros(x.shape[0], weight.shape[0], 0)
+    # The op pads both sides (no copy of x); the outputs that only the right padding reaches are dropped.
+    return F.conv1d(x, weight, bias, stride, left_pad, dilation)[..., :n]
+
+
+def eager_inference(x: torch.Tensor, module: nn.Module) -> bool:
+    """Whether ``module`` runs on ``x`` without autograd, tracing or compilation (see :func:`time_major_conv`)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    needs_grad = x.requires_grad or any(p.requires_grad for p in module.parameters())
+    return not (torch.is_grad_enabled() and needs_grad)
+
+
+def time_major_conv(
+    x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1, left_pad: int = 0
+) -> torch.Tensor:
+    """Stride-1 convolution in time-major layout, one matrix product per kernel tap.
+
+    Output row ``t`` is ``bias + sum_j x[t + j * dilation - left_pad] @ taps[j]``
+    with zero rows before the input: ``[B, T, K]`` and taps ``[k, K, C_out]``
+    give ``[B, T + left_pad - (k - 1) * dilation, C_out]``. Each product reads
+    and writes whole rows of a row-major matrix in place, so nothing is padded
+    or copied, and the work goes to the BLAS matrix kernel. CPU torch's
+    convolution is several times slower on an audio codec's shapes: few
+    channels by tens of thousands of samples.
+    """
+    batch, length, _ = x.shape
+    k, _, c_out = taps.shape
+    n = max(length + left_pad - (k - 1) * dilation, 0)
+    y = x.new_empty(batch, n, c_out)
+    if n == 0:
+        return y
+    bias = bias if bias is not None else x.new_zeros(c_out)
+    shifts = [left_pad - j * dilation for j in range(k)]  # row t of the output meets row t - shift_j
+    for b in range(batch):
+        # The last tap reaches no padding (left_pad <= (k - 1) * dilation): it covers every
+        # output row and starts the sum; the others add where their input rows exist.
+        torch.addmm(bias, x[b, -shifts[-1] : n - shifts[-1]], taps[-1], out=y[b])
+        for j in range(k - 1):
+            lo = max(shifts[j], 0)
+            if lo < n:
+                y[b, lo:].addmm_(x[b, lo - shifts[j] : n - shifts[j]], taps[j])
+    return y
+
+
 @dataclass
 class ConvState:
     """Past input samples of a causal convolution, ``[B, C, e - s]`` at rest."""
@@ -91,22 +152,44 @@ class StreamingConv1d(StreamingModule[ConvState]):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolves ``x`` [B, C_in, T] into [B, C_out, (T + buffered) // stride]."""
+        conv = self.conv
         if not self.is_streaming and self.context >= 0:
-            # Offline the past is zeros: let the convolution pad both sides (no copy of x) and
-            # drop the outputs that only the right padding reaches.
-            n_frames = x.shape[-1] // self.stride
-            conv = self.conv
-            if n_frames == 0:
-                return x.new_zeros(x.shape[0], conv.out_channels, 0)
-            return F.conv1d(x, conv.weight, conv.bias, self.stride, self.context, conv.dilation)[..., :n_frames]
+            # Offline the past is zeros; the right end drops what a whole stride does not cover.
+            x = x[..., : x.shape[-1] // self.stride * self.stride]
+            return conv1d(x, conv.weight, conv.bias, self.stride, conv.dilation[0], self.context)
         state = self.get_state(x)
         x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
         n_frames = max((x.shape[-1] - self.effective_kernel) // self.stride + 1, 0)
         consumed = n_frames * self.stride
         self.set_state(ConvState(x[..., consumed:]))
-        if n_frames == 0:
-            return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
-        return self.conv(x[..., : consumed + self.context])
+        return conv1d(x[..., : consumed + self.context], conv.weight, conv.bias, self.stride, conv.dilation[0])
+
+    def time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Offline inference in time-major layout: ``x`` [B, T, C_in] to [B, T // stride, C_out].
+
+        A strided convolution is a stride-1 one over blocks of ``stride``
+        samples: the ``[B, T, C]`` input viewed as ``[B, T / s, s * C]``,
+        with the kernel front-padded to ``taps * s`` and cut into ``taps``
+        blocks (``taps - 1`` blocks of left context). A single input channel
+        gathers its windows instead (a product with one inner channel is slow).
+        """
+        weight, bias = self.conv.weight, self.conv.bias  # [C_out, C_in, k]
+        c_out, c_in, k = weight.shape
+        s, d = self.stride, self.conv.dilation[0]
+        if s == 1 and c_in == 1:
+            windows = F.pad(x[..., 0], (self.context, 0)).unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T, k]
+            return windows @ weight[:, 0].t() + (bias if bias is not None else 0)
+        if s == 1:
+            return time_major_conv(x, weight.permute(2, 1, 0), bias, d, self.context)
+        if d != 1:
+            return self(x.transpose(1, 2)).transpose(1, 2)
+        batch, length, _ = x.shape
+        blocks = length // s
+        x = x[:, : blocks * s].reshape(batch, blocks, s * c_in)
+        taps = -(-k // s)
+        weight = F.pad(weight, (taps * s - k, 0)).view(c_out, c_in, taps, s)  # kernel index j * s + r
+        weight = weight.permute(2, 3, 1, 0).reshape(taps, s * c_in, c_out)  # row r * C_in + c of tap j
+        return time_major_conv(x, weight, bias, 1, taps - 1)
 
 
 @dataclass
@@ -177,6 +260,21 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         y = y.view(batch, -1, self.stride, frames).transpose(2, 3)  # [B, C_out, F, s]
         return y.reshape(batch, -1, frames * self.stride)
 
+    def time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Offline inference in time-major layout: ``x`` [B, F, C_in] to [B, F * stride, C_out].
+
+        The polyphase convolution's output row ``f``, ordered phase by phase
+        (column ``r * C_out + c``), is already the ``stride`` output samples
+        of frame ``f`` in time-major order, so the interleaving is a view.
+        """
+        weight = self.convtr.weight  # [C_in, C_out, k]
+        c_in, c_out, k = weight.shape
+        s, taps = self.stride, self.taps
+        weight = F.pad(weight, (0, taps * s - k)).view(c_in, c_out, taps, s).flip(2)  # tap taps-1-q meets x[f-q]
+        weight = weight.permute(2, 0, 3, 1).reshape(taps, c_in, s * c_out)
+        y = time_major_conv(x, weight, self.bias.repeat(s), 1, taps - 1)  # [B, F, s * C_out]
+        return y.view(x.shape[0], -1, c_out)
+
 
 @dataclass
 class LSTMState:
@@ -211,3 +309,10 @@ class StreamingLSTM(StreamingModule[LSTMState]):
         y, (h, c) = self.lstm(seq, (state.h, state.c))
         self.set_state(LSTMState(h, c))
         return y.permute(1, 2, 0) + x  # [B, C, T]
+
+    def time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Offline inference in time-major layout: ``x`` and the result are [B, T, C]."""
+        if x.shape[1] == 0:
+            return x
+        y, _ = self.lstm(x.transpose(0, 1))  # [T, B, C]
+        return y.transpose(0, 1) + x

@@ -82,7 +82,7 @@ def kmeans(x: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
 
 
 #: Candidates whose exact distance decides the nearest code (see :func:`_nearest`).
-NEAREST_CANDIDATES = 8
+NEAREST_CANDIDATES = 4
 
 
 def _nearest(x: Tensor, embed: Tensor) -> Tensor:
@@ -93,10 +93,11 @@ def _nearest(x: Tensor, embed: Tensor) -> Tensor:
     is larger than the gaps between close codes: the same frame would get a
     different code when encoded alone, in a batch or in streaming chunks. So
     it only shortlists candidates, and ``||x - e||^2`` computed row by row
-    picks among them.
+    picks among them (the lowest index on an exact tie).
     """
-    approx = embed.pow(2).sum(1) - 2 * x @ embed.t()  # [N, K]; ||x||^2 does not change the order
-    top = approx.topk(min(NEAREST_CANDIDATES, embed.shape[0]), dim=-1, largest=False).indices  # [N, c]
+    approx = torch.addmm(embed.pow(2).sum(1), x, embed.t(), alpha=-2)  # [N, K]; ||x||^2 keeps the order
+    top = approx.topk(min(NEAREST_CANDIDATES, embed.shape[0]), dim=-1, largest=False, sorted=False).indices
+    top = top.sort(dim=-1).values  # an exact tie goes to the lower index, whatever the batch
     exact = (x[:, None, :] - embed[top]).pow(2).sum(-1)  # [N, c]
     return top.gather(1, exact.argmin(dim=-1, keepdim=True)).squeeze(1)
 

@@ -127,6 +127,31 @@ def test_matches_the_textbook_operation(name: str) -> None:
         torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("steps", [0, 1, 9])
+@pytest.mark.parametrize("extra", [0, 1])
+def test_time_major_equals_offline(case: LayerCase, steps: int, extra: int) -> None:
+    """The time-major inference path gives the ``[B, C, T]`` layer's numbers, ragged ends included."""
+    layer = build(case)
+    length = steps * case.in_step + (extra if case.in_step > 1 else 0)
+    x = torch.randn(BATCH, case.in_channels, length)
+    with torch.no_grad():
+        expected = layer(x)
+        got = layer.time_major(x.transpose(1, 2).contiguous()).transpose(1, 2)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_time_major_single_input_channel(dilation: int) -> None:
+    """A one-channel input (the waveform) gathers its windows; the result is the same convolution."""
+    torch.manual_seed(0)
+    layer = StreamingConv1d(1, 4, 7, dilation=dilation).eval()
+    x = torch.randn(BATCH, 1, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(layer.time_major(x.transpose(1, 2)).transpose(1, 2), layer(x), atol=1e-5, rtol=1e-5)
+
+
 def test_streaming_rejects_another_batch_size() -> None:
     layer = build(CASES["conv-k7"])
     with streaming(layer, batch_size=2), pytest.raises(InputError, match="batch size 2.*batch size 3"):

@@ -327,6 +327,23 @@ def test_every_error_is_a_codec_error() -> None:
         assert issubclass(error, CodecError)
 
 
+@pytest.mark.parametrize("preset", ["tiny", "16khz"])
+def test_inference_layout_gives_the_training_layouts_numbers(preset: str, speech: Speech) -> None:
+    """Without autograd the SEANets run time-major; on real speech they match the autograd path."""
+    torch.manual_seed(0)
+    model = Codec(PRESETS[preset]()).eval()
+    wav = speech(model.sample_rate, index=2, seconds=0.5)[..., : 3 * model.hop_length + 5]
+    wav = torch.cat([wav, 0.5 * wav.flip(-1)])  # a batch of two
+    with torch.no_grad():
+        z = model.encoder(wav)
+        y = model.decoder(z)
+    z_ref = model.encoder(wav.clone().requires_grad_())
+    y_ref = model.decoder(z.clone().requires_grad_())
+    assert not z.requires_grad and z_ref.requires_grad and y_ref.requires_grad
+    torch.testing.assert_close(z, z_ref.detach(), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(y, y_ref.detach(), atol=1e-5, rtol=1e-4)
+
+
 # ----- training pass ---------------------------------------------------------------------------
 def test_training_pass_reconstructs_and_trains_encoder_and_decoder(fitted_codec: Codec, speech: Speech) -> None:
     fitted_codec.train()
