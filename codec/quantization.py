@@ -81,25 +81,36 @@ def kmeans(x: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
     return centroids, counts
 
 
-#: Candidates whose exact distance decides the nearest code (see :func:`_nearest`).
-NEAREST_CANDIDATES = 4
-
-
 def _nearest(x: Tensor, embed: Tensor) -> Tensor:
     """Index of the nearest row of ``embed`` [K, D] for each row of ``x`` [N, D].
 
-    The fast matrix-product distance ``||e||^2 - 2 x.e`` carries a rounding
-    error of about ``1e-7 * ||x||^2`` that depends on the batch shape, which
-    is larger than the gaps between close codes: the same frame would get a
-    different code when encoded alone, in a batch or in streaming chunks. So
-    it only shortlists candidates, and ``||x - e||^2`` computed row by row
-    picks among them (the lowest index on an exact tie).
+    The fast matrix-product distance ``||e||^2 - 2 x.e`` (``||x||^2`` does
+    not change the order) carries a rounding error that depends on the batch
+    shape and can exceed the gap between two close codes: the same frame
+    would get a different code when encoded alone, in a batch or in
+    streaming chunks. Floating-point dot products of length ``D`` in any
+    summation order err by at most ``gamma_D = D u / (1 - D u)`` (``u`` the
+    unit roundoff) times ``||x|| ||e|| <= (||x||^2 + ||e||^2) / 2``, so two
+    codes' fast distances can swap only when they lie within ``4 gamma_D
+    (||x||^2 + max ||e||^2)`` of each other. A row whose best code is alone
+    in that band takes it; the rare row with company picks among the band by
+    ``||x - e||^2`` computed element by element, the lowest index on a tie.
     """
-    approx = torch.addmm(embed.pow(2).sum(1), x, embed.t(), alpha=-2)  # [N, K]; ||x||^2 keeps the order
-    top = approx.topk(min(NEAREST_CANDIDATES, embed.shape[0]), dim=-1, largest=False, sorted=False).indices
-    top = top.sort(dim=-1).values  # an exact tie goes to the lower index, whatever the batch
-    exact = (x[:, None, :] - embed[top]).pow(2).sum(-1)  # [N, c]
-    return top.gather(1, exact.argmin(dim=-1, keepdim=True)).squeeze(1)
+    norms = embed.pow(2).sum(1)  # [K]
+    approx = torch.addmm(norms, x, embed.t(), alpha=-2)  # [N, K]
+    best, codes = approx.min(dim=-1)  # [N]
+    unit = torch.finfo(approx.dtype).eps / 2
+    gamma = x.shape[1] * unit / (1 - x.shape[1] * unit)
+    band = 4 * gamma * (x.pow(2).sum(1) + norms.max())  # [N]
+    near = approx <= (best + band)[:, None]  # [N, K]
+    rows = (near.sum(1) > 1).nonzero().squeeze(1)  # [M]
+    if rows.numel():
+        row, code = near[rows].nonzero(as_tuple=True)  # candidate pairs, codes ascending within a row
+        exact = (x[rows[row]] - embed[code]).pow(2).sum(-1)  # [P]
+        lowest = exact.new_full((rows.numel(),), float("inf")).scatter_reduce(0, row, exact, "amin")  # [M]
+        tied = exact == lowest[row]
+        codes[rows] = torch.full_like(rows, embed.shape[0]).scatter_reduce(0, row[tied], code[tied], "amin")
+    return codes
 
 
 class EMACodebook(nn.Module):

@@ -12,7 +12,7 @@ import torch
 from codec.config import CodecConfig
 from codec.model import Codec
 from codec.presets import codec_tiny_config
-from codec.quantization import EMACodebook, ResidualVectorQuantizer
+from codec.quantization import EMACodebook, ResidualVectorQuantizer, _nearest
 
 DIM = 8
 Speech = Callable[..., torch.Tensor]
@@ -228,3 +228,17 @@ def test_quantized_latent_approaches_the_input_as_levels_are_added(fitted_codec:
             for n in range(1, fitted_codec.config.n_q + 1)
         ]
     assert errors == sorted(errors, reverse=True), errors
+
+
+def test_nearest_code_is_exact_batch_invariant_and_takes_the_lowest_index_on_a_tie() -> None:
+    """The nearest code matches a float64 search, whatever the batch split; duplicate codes go to the lower index."""
+    torch.manual_seed(0)
+    embed = torch.randn(256, 16)
+    embed[9] = embed[200]  # a duplicate code
+    x = torch.cat([embed[torch.randint(256, (300,))] + 0.05 * torch.randn(300, 16), embed[200].repeat(4, 1)])
+    codes = _nearest(x, embed)
+    distances = torch.cdist(x.double(), embed.double())  # [N, K]
+    assert torch.equal(distances.gather(1, codes[:, None]), distances.min(1, keepdim=True).values)
+    assert (codes[-4:] == 9).all()
+    for size in (1, 7, 64):
+        assert torch.equal(torch.cat([_nearest(part, embed) for part in x.split(size)]), codes)
