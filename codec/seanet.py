@@ -16,9 +16,10 @@ reads runs in place, which saves a copy of the largest activations.
 Offline inference (no autograd, no tracing, not streaming) runs the same
 layers in time-major layout, ``[B, T, C]`` (:meth:`time_major`): there every
 convolution, strided and transposed ones included, is a few matrix products
-on views of its input, with no padding, copying or interleaving in between,
-which on CPU is several times faster than torch's convolutions on these
-shapes. Training, streaming and export use the ``[B, C, T]`` modules.
+on views of its input, with no padding, copying or interleaving in between
+(faster on CPU than torch's convolutions on these shapes; see
+:func:`codec.layers.time_major_conv`). Training, streaming and export use the
+``[B, C, T]`` modules.
 """
 
 from __future__ import annotations
