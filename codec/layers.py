@@ -75,8 +75,9 @@ def eager_inference(x: torch.Tensor, module: nn.Module) -> bool:
     """Whether ``module`` runs on ``x`` without autograd, tracing or compilation (see :func:`time_major_conv`)."""
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return False
-    needs_grad = x.requires_grad or any(p.requires_grad for p in module.parameters())
-    return not (torch.is_grad_enabled() and needs_grad)
+    if not torch.is_grad_enabled():
+        return True
+    return not (x.requires_grad or any(p.requires_grad for p in module.parameters()))
 
 
 def time_major_conv(
@@ -181,7 +182,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
             windows = F.pad(x[..., 0], (self.context, 0)).unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T, k]
             return windows @ weight[:, 0].t() + (bias if bias is not None else 0)
         if s == 1:
-            return time_major_conv(x, weight.permute(2, 1, 0), bias, d, self.context)
+            return time_major_conv(x, weight.permute(2, 1, 0).contiguous(), bias, d, self.context)  # [k, C_in, C_out]
         if d != 1:
             return self(x.transpose(1, 2)).transpose(1, 2)
         batch, length, _ = x.shape

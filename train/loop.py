@@ -161,7 +161,9 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
     """
     source = Codec.from_pretrained(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
-    differ = ", ".join(f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in TRAINING_ONLY_KEYS and mine[k] != theirs[k])
+    differ = ", ".join(
+        f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in TRAINING_ONLY_KEYS and mine[k] != theirs[k]
+    )
     if differ:
         raise TrainingError(f"init={name_or_path!r} has another architecture than model ({differ}); "
                             "set the model section to the saved model's config")
