@@ -53,6 +53,14 @@ class CodecConfig:
         dilation_base: Dilation grows as ``dilation_base ** j`` within a stride.
         compress: Residual blocks narrow their hidden channels by this factor.
         lstm_layers: LSTM layers at the bottleneck (0 removes the LSTM).
+        decoder: ``"seanet"`` (transposed convolutions up to the sample rate,
+            EnCodec's) or ``"istft"`` (a frame-rate ConvNeXt backbone predicting
+            each frame's spectrum, then an inverse STFT; see
+            :mod:`codec.istft_decoder`).
+        decoder_dim: Width of the ``"istft"`` decoder's backbone.
+        decoder_layers: ConvNeXt blocks of the ``"istft"`` decoder.
+        n_fft: Frame length of the ``"istft"`` decoder's inverse STFT, a
+            multiple of the hop length (``2 * hop``: 40 ms windows at 16 kHz).
         n_q: Number of residual quantizer levels (codebooks).
         codebook_size: Entries per codebook.
         ema_decay: Decay of the codebook exponential moving averages
@@ -82,6 +90,10 @@ class CodecConfig:
     dilation_base: int = 2
     compress: int = 2
     lstm_layers: int = 2
+    decoder: str = "seanet"
+    decoder_dim: int = 384
+    decoder_layers: int = 8
+    n_fft: int = 640
     n_q: int = 8
     codebook_size: int = 1024
     ema_decay: float = 0.99
@@ -100,6 +112,16 @@ class CodecConfig:
             raise ConfigError(f"ratios must be positive integers, got {self.ratios}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.decoder not in ("seanet", "istft"):
+            raise ConfigError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
+        if self.decoder == "istft":
+            if self.decoder_dim <= 0 or self.decoder_layers <= 0:
+                raise ConfigError("decoder_dim and decoder_layers must be positive for the istft decoder")
+            if self.n_fft <= 0 or self.n_fft % self.hop_length or self.channels != 1:
+                raise ConfigError(
+                    f"the istft decoder needs n_fft a positive multiple of the hop length {self.hop_length} "
+                    f"(got {self.n_fft}) and one channel (got {self.channels})"
+                )
 
     @property
     def hop_length(self) -> int:

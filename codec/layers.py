@@ -57,6 +57,7 @@ def conv1d(
     stride: int = 1,
     dilation: int = 1,
     left_pad: int = 0,
+    groups: int = 1,
 ) -> torch.Tensor:
     """Convolution of ``x`` [B, C_in, T] preceded by ``left_pad`` zero samples.
 
@@ -68,7 +69,7 @@ def conv1d(
     if n == 0:
         return x.new_zeros(x.shape[0], weight.shape[0], 0)
     # The op pads both sides (no copy of x); the outputs that only the right padding reaches are dropped.
-    return F.conv1d(x, weight, bias, stride, left_pad, dilation)[..., :n]
+    return F.conv1d(x, weight, bias, stride, left_pad, dilation, groups)[..., :n]
 
 
 def eager_inference(x: torch.Tensor, module: nn.Module) -> bool:
@@ -130,6 +131,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         stride: Stride; an input of ``n * stride`` samples gives ``n`` outputs.
         dilation: Dilation.
         bias: Whether to add a bias.
+        groups: Channel groups (``in_channels`` for a depthwise convolution).
     """
 
     def __init__(
@@ -140,11 +142,11 @@ class StreamingConv1d(StreamingModule[ConvState]):
         stride: int = 1,
         dilation: int = 1,
         bias: bool = True,
+        groups: int = 1,
     ) -> None:
         super().__init__()
-        self.conv = weight_norm(
-            lecun_init_(nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias))
-        )
+        conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias, groups=groups)
+        self.conv = weight_norm(lecun_init_(conv))
         self.stride = stride
         self.effective_kernel = (kernel_size - 1) * dilation + 1
         self.context = self.effective_kernel - stride
@@ -158,13 +160,14 @@ class StreamingConv1d(StreamingModule[ConvState]):
         if not self.is_streaming and self.context >= 0:
             # Offline the past is zeros; the right end drops what a whole stride does not cover.
             x = x[..., : x.shape[-1] // self.stride * self.stride]
-            return conv1d(x, conv.weight, conv.bias, self.stride, conv.dilation[0], self.context)
+            return conv1d(x, conv.weight, conv.bias, self.stride, conv.dilation[0], self.context, conv.groups)
         state = self.get_state(x)
         x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
         n_frames = max((x.shape[-1] - self.effective_kernel) // self.stride + 1, 0)
         consumed = n_frames * self.stride
         self.set_state(ConvState(x[..., consumed:]))
-        return conv1d(x[..., : consumed + self.context], conv.weight, conv.bias, self.stride, conv.dilation[0])
+        return conv1d(x[..., : consumed + self.context], conv.weight, conv.bias, self.stride, conv.dilation[0],
+                      groups=conv.groups)
 
     def time_major(self, x: torch.Tensor) -> torch.Tensor:
         """Offline inference in time-major layout: ``x`` [B, T, C_in] to [B, T // stride, C_out].
@@ -178,6 +181,8 @@ class StreamingConv1d(StreamingModule[ConvState]):
         weight, bias = self.conv.weight, self.conv.bias  # [C_out, C_in, k]
         c_out, c_in, k = weight.shape
         s, d = self.stride, self.conv.dilation[0]
+        if self.conv.groups != 1:
+            return self(x.transpose(1, 2)).transpose(1, 2)
         if s == 1 and c_in == 1:
             windows = F.pad(x[..., 0], (self.context, 0)).unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T, k]
             return windows @ weight[:, 0].t() + (bias if bias is not None else 0)

@@ -1,4 +1,4 @@
-"""The codec: SEANet encoder, residual vector quantizer, SEANet decoder.
+"""The codec: SEANet encoder, residual vector quantizer, SEANet or inverse-STFT decoder.
 
     wav [B, C, T] --encoder--> z [B, D, F] --RVQ--> codes [B, n_q, F]
     codes --RVQ decode--> z_hat [B, D, F] --decoder--> wav_hat [B, C, F * hop]
@@ -26,6 +26,7 @@ from codec import streaming as streaming_lib
 from codec.atomic import atomic_write, write_json
 from codec.config import CodecConfig, from_dict, to_dict
 from codec.errors import BandwidthError, InputError, ModelNotFoundError, SampleRateError
+from codec.istft_decoder import ISTFTDecoder
 from codec.quantization import QuantizerOutput, ResidualVectorQuantizer
 from codec.seanet import SEANetDecoder, SEANetEncoder
 
@@ -74,7 +75,7 @@ class Codec(nn.Module):
         self.config = config
         self.encoder = SEANetEncoder(config)
         self.quantizer = ResidualVectorQuantizer(config)
-        self.decoder = SEANetDecoder(config)
+        self.decoder = ISTFTDecoder(config) if config.decoder == "istft" else SEANetDecoder(config)
 
     # ----- properties -------------------------------------------------------------------------
     @property

@@ -85,8 +85,13 @@ class LossConfig:
         adversarial: Generator adversarial loss weight.
         feature: Feature-matching loss weight.
         commitment: Quantizer commitment loss weight (not balanced).
+        mel_kind: ``"auraloss"`` (auraloss's multi-resolution mel loss:
+            spectral convergence + log-magnitude L1, EnCodec-like) or
+            ``"log_mel"`` (DAC's multi-scale ``log10`` mel L1, see
+            :class:`train.losses.LogMelLoss`).
         mel_windows: Window (= FFT) sizes of the mel losses; hop is a quarter.
-        mel_bins: Mel bins of each resolution.
+        mel_bins: Mel bins, one count for every window or one per window
+            (DAC: windows 32 ... 2048 with 5 ... 320 bins).
         adversarial_kind: ``"hinge"`` or ``"lsgan"``.
         balancer: Use the gradient balancer; else plain weighted sum.
         balancer_decay: EMA decay of the balancer's gradient norms (EnCodec: 0.999).
@@ -97,8 +102,9 @@ class LossConfig:
     adversarial: float = 3.0
     feature: float = 3.0
     commitment: float = 1.0
+    mel_kind: str = "auraloss"
     mel_windows: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
-    mel_bins: int = 64
+    mel_bins: int | tuple[int, ...] = 64
     adversarial_kind: str = "hinge"
     balancer: bool = True
     balancer_decay: float = 0.999
@@ -110,13 +116,19 @@ class DiscConfig:
 
     Attributes:
         kinds: Any of ``"msd"`` (MelGAN multi-scale), ``"mpd"`` (HiFi-GAN
-            multi-period) and ``"msstft"`` (EnCodec multi-scale STFT).
+            multi-period), ``"msstft"`` (EnCodec multi-scale STFT) and
+            ``"mrd"`` (DAC's multi-resolution STFT discriminator, split into
+            frequency bands).
         mpd_periods: Periods of the MPD (HiFi-GAN: 2, 3, 5, 7, 11).
         mpd_channels: Channels of the MPD's 2-d convolution stack.
         msd_scales: Scales of the MSD (raw, x2 and x4 average-pooled).
         msd_channels: Channels of the MSD's 1-d convolution stack.
         msstft_filters: Base filters of the MS-STFT discriminator.
         msstft_windows: Window sizes of the MS-STFT discriminator.
+        mrd_windows: STFT windows of the MRD (DAC: 2048, 1024, 512; hop a quarter).
+        mrd_channels: Channels of each band's 2-d convolutions (DAC: 32).
+        mrd_bands: Band edges as fractions of the STFT bins (DAC: 0, 0.1,
+            0.25, 0.5, 0.75, 1).
         start_step: Adversarial and feature losses start at this step.
         update_prob: Probability of a discriminator update at a step
             (EnCodec: 2/3).
@@ -129,6 +141,9 @@ class DiscConfig:
     msd_channels: tuple[int, ...] = (16, 64, 256, 1024, 1024)
     msstft_filters: int = 32
     msstft_windows: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    mrd_windows: tuple[int, ...] = (2048, 1024, 512)
+    mrd_channels: int = 32
+    mrd_bands: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
     start_step: int = 0
     update_prob: float = 1.0
 
@@ -205,6 +220,14 @@ class TrainConfig:
         checkpoint_every: Steps between checkpoints.
         keep_checkpoints: Checkpoints kept on disk (oldest removed first).
         max_bad_steps: Stop after this many steps with a NaN/Inf loss.
+        cpu_budget_s: Stop (with a checkpoint) once the training process has
+            used this many CPU seconds, counted across resumes (0: no limit).
+            CPU time, unlike wall time, is not inflated by other work on the
+            machine, so runs compared at equal budgets got equal compute. Use
+            ``data.num_workers: 0`` so data loading is counted too.
+        snapshot_every_cpu_s: Every this many CPU seconds, save the generator
+            to ``run_dir/snapshots/cpu-<seconds>s`` (0: never), for quality
+            against compute curves.
         threads: Torch intra-op threads (0 leaves torch's default).
         init: Start the generator from this saved model (a directory written by
             ``Codec.save_pretrained`` or a bundled name) instead of a random
@@ -228,5 +251,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     max_bad_steps: int = 50
+    cpu_budget_s: float = 0.0
+    snapshot_every_cpu_s: float = 0.0
     threads: int = 0
     init: str = ""

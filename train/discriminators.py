@@ -1,4 +1,4 @@
-"""Discriminators: multi-scale (MelGAN), multi-period (HiFi-GAN), multi-scale STFT (EnCodec).
+"""Discriminators: multi-scale (MelGAN), multi-period (HiFi-GAN), multi-scale STFT (EnCodec), banded STFT (DAC).
 
 Every sub-discriminator maps a waveform ``[B, 1, T]`` to logits and the list
 of its intermediate feature maps (for the feature-matching loss).
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import itertools
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from codec.errors import ConfigError
 from train.config import DiscConfig
 
 #: (logits, feature maps) of one sub-discriminator.
@@ -98,8 +100,6 @@ class STFTDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> DiscOutput:
         """``wav`` [B, 1, T] -> logits [B, 1, frames, bins'] and features."""
-        import torch
-
         spec = torch.stft(
             wav[:, 0], self.window, self.window // 4, window=torch.hann_window(self.window, device=wav.device),
             return_complex=True, normalized=True,
@@ -108,16 +108,62 @@ class STFTDiscriminator(nn.Module):
         return _run(self.layers, self.head, x)
 
 
+class BandedSTFTDiscriminator(nn.Module):
+    """DAC-style multi-resolution STFT discriminator at one window: each frequency band has its own 2-d convolutions.
+
+    The complex STFT (Hann window, hop a quarter) enters as real and imaginary
+    channels ``[B, 2, frames, bins]``; each band of bins goes through its own
+    stack (kernel 3 x 9, the middle three strided by 2 along frequency), the
+    band outputs are joined along frequency and one last convolution gives
+    the logits. Separate weights per band let the critic judge high bands,
+    where speech has little energy, on their own terms.
+
+    Args:
+        window: STFT window and FFT size.
+        channels: Channels of every convolution.
+        bands: Band edges as fractions of the ``window // 2 + 1`` bins.
+    """
+
+    def __init__(self, window: int, channels: int, bands: tuple[float, ...]) -> None:
+        super().__init__()
+        self.window = window
+        bins = window // 2 + 1
+        self.edges = [(int(lo * bins), int(hi * bins)) for lo, hi in itertools.pairwise(bands)]
+        self.bands = nn.ModuleList(self._band(channels) for _ in self.edges)
+        self.head = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
+
+    @staticmethod
+    def _band(channels: int) -> nn.ModuleList:
+        layers = [weight_norm(nn.Conv2d(2, channels, (3, 9), padding=(1, 4)))]
+        layers += [weight_norm(nn.Conv2d(channels, channels, (3, 9), (1, 2), padding=(1, 4))) for _ in range(3)]
+        layers.append(weight_norm(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1))))
+        return nn.ModuleList(layers)
+
+    def forward(self, wav: Tensor) -> DiscOutput:
+        """``wav`` [B, 1, T] -> logits [B, 1, frames, bins'] and every band's features."""
+        spec = torch.stft(
+            wav[:, 0], self.window, self.window // 4, window=torch.hann_window(self.window, device=wav.device),
+            return_complex=True,
+        )  # [B, bins, frames]
+        x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # [B, 2, frames, bins]
+        features, outputs = [], []
+        for (lo, hi), layers in zip(self.edges, self.bands):
+            y = x[..., lo:hi]
+            for layer in layers:
+                y = F.leaky_relu(layer(y), 0.1)
+                features.append(y)
+            outputs.append(y)
+        return self.head(torch.cat(outputs, dim=-1)), features
+
+
 class Discriminators(nn.Module):
     """All configured sub-discriminators; ``forward`` returns one output per sub-discriminator."""
 
     def __init__(self, config: DiscConfig) -> None:
         super().__init__()
-        unknown = set(config.kinds) - {"msd", "mpd", "msstft"}
+        unknown = set(config.kinds) - {"msd", "mpd", "msstft", "mrd"}
         if unknown:
-            from codec.errors import ConfigError
-
-            raise ConfigError(f"unknown discriminator kind(s) {sorted(unknown)}; use msd, mpd or msstft")
+            raise ConfigError(f"unknown discriminator kind(s) {sorted(unknown)}; use msd, mpd, msstft or mrd")
         subs: list[nn.Module] = []
         if "msd" in config.kinds:
             subs += [ScaleDiscriminator(config.msd_channels) for _ in range(config.msd_scales)]
@@ -125,6 +171,8 @@ class Discriminators(nn.Module):
             subs += [PeriodDiscriminator(p, config.mpd_channels) for p in config.mpd_periods]
         if "msstft" in config.kinds:
             subs += [STFTDiscriminator(w, config.msstft_filters) for w in config.msstft_windows]
+        if "mrd" in config.kinds:
+            subs += [BandedSTFTDiscriminator(w, config.mrd_channels, config.mrd_bands) for w in config.mrd_windows]
         self.subs = nn.ModuleList(subs)
         self.msd_scales = config.msd_scales if "msd" in config.kinds else 0
 

@@ -6,6 +6,7 @@ spreads it over the processes accelerate starts, with no change to the code.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -31,7 +32,13 @@ from train.balancer import Balancer
 from train.config import OptimConfig, TrainConfig
 from train.data import CropDataset, ShardDataset, StepSampler, is_shard_source, load_excerpt, split_entries
 from train.discriminators import Discriminators
-from train.losses import MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss, si_sdr
+from train.losses import (
+    build_mel_loss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    si_sdr,
+)
 from train.semantic import SemanticDistillation, build_semantic
 
 log = logging.getLogger(__name__)
@@ -47,12 +54,14 @@ class Progress:
 
     step: int = 0
     bad_steps: int = 0
+    cpu_s: float = 0.0
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "bad_steps": self.bad_steps}
+        return {"step": self.step, "bad_steps": self.bad_steps, "cpu_s": self.cpu_s}
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.bad_steps = int(state["step"]), int(state["bad_steps"])
+        self.cpu_s = float(state.get("cpu_s", 0.0))  # checkpoints written before CPU accounting start at 0
 
 
 def lr_factor(optim: OptimConfig, total_steps: int):
@@ -226,16 +235,17 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     loader = make_loader(config, train_entries, accelerator, progress.step, semantic)
     valid = [load_excerpt(e, codec.sample_rate, config.data.valid_seconds) for e in valid_entries[: config.data.valid_items]]
-    mel_loss = MelLoss(codec.sample_rate, loss.mel_windows, loss.mel_bins).to(device)
+    mel_loss = build_mel_loss(loss.mel_kind, codec.sample_rate, loss.mel_windows, loss.mel_bins).to(device)
     writer = _summary_writer(run_dir) if main else None
     adversarial_kinds = bool(config.disc.kinds) and (loss.adversarial > 0 or loss.feature > 0)
     segment_s = config.data.segment_s
     bar = tqdm(total=config.steps, initial=progress.step, disable=quiet or not main, dynamic_ncols=True)
     tick, seen_s = time.perf_counter(), 0.0
+    cpu_clock = CPUClock(progress, config, run_dir if main else None)
 
     with stop_requests() as stop:
         for batch in loader:
-            if progress.step >= config.steps or stop[0]:
+            if progress.step >= config.steps or stop[0] or cpu_clock.spent():
                 break
             wav, target = batch if semantic else (batch, None)
             wav = wav.to(device)  # [B, 1, T]
@@ -262,7 +272,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
 
             # ----- generator step -----------------------------------------------------------------
             with accelerator.autocast():
-                losses = {"l1": F.l1_loss(wav_hat, wav), "mel": mel_loss(wav_hat, wav)}
+                losses = {"mel": mel_loss(wav_hat, wav)}
+                if loss.l1 > 0:  # DAC trains without it; skipping saves its backward pass in the balancer
+                    losses["l1"] = F.l1_loss(wav_hat, wav)
                 if adversarial:
                     fake = critic(wav_hat)
                     with torch.no_grad():
@@ -297,11 +309,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             rate = seen_s / (time.perf_counter() - tick)
             values = {k: float(v.detach()) for k, v in losses.items()}
             bar.update(1)
-            bar.set_postfix(mel=f"{values['mel']:.3f}", l1=f"{values['l1']:.4f}", audio_s_per_s=f"{rate:.1f}")
+            bar.set_postfix(mel=f"{values['mel']:.3f}", audio_s_per_s=f"{rate:.1f}")
             if writer and step % config.log_every == 0:
                 scalars = {f"loss/{k}": v for k, v in values.items()}
                 scalars |= {"loss/commitment": float(commitment.detach()), "grad_norm": float(grad_norm),
-                            "lr": sched_g.get_last_lr()[0], "audio_s_per_s": rate}
+                            "lr": sched_g.get_last_lr()[0], "audio_s_per_s": rate, "cpu_s": progress.cpu_s}
                 if d_loss is not None:
                     scalars["loss/discriminator"] = float(d_loss)
                 scalars |= {f"share/{k}": v for k, v in balancer.last_shares.items()}
@@ -320,7 +332,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
                 tqdm.write(f"step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in results.items() if "mel" in k))
 
             # ----- checkpoint ---------------------------------------------------------------------
-            if step % config.checkpoint_every == 0 or step >= config.steps or stop[0]:
+            cpu_clock.tick(codec)
+            if step % config.checkpoint_every == 0 or step >= config.steps or stop[0] or cpu_clock.spent():
                 checkpoints.save(accelerator, step)
                 if main:
                     codec.save_pretrained(run_dir / "model")
@@ -334,8 +347,43 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     return run_dir / "model"
 
 
+class CPUClock:
+    """Counts the training process's CPU seconds into ``progress.cpu_s``; saves snapshots and ends the budget.
+
+    ``time.process_time`` sums the CPU time of every thread of this process,
+    so two runs at equal ``cpu_s`` had equal compute however busy the machine
+    was (data workers are other processes: run budgeted comparisons with
+    ``data.num_workers: 0``). Snapshots go to ``run_dir/snapshots/cpu-NNNNNNs``
+    with a line per snapshot in ``run_dir/snapshots/index.jsonl``.
+    """
+
+    def __init__(self, progress: Progress, config: TrainConfig, run_dir: Path | None) -> None:
+        self.progress, self.config, self.run_dir = progress, config, run_dir
+        self.last = time.process_time()
+
+    def spent(self) -> bool:
+        """Whether the CPU budget is used up."""
+        return bool(self.config.cpu_budget_s) and self.progress.cpu_s >= self.config.cpu_budget_s
+
+    def tick(self, codec: Codec) -> None:
+        """Adds the CPU time since the last tick; saves a snapshot of ``codec`` when one falls due."""
+        now = time.process_time()
+        before, self.progress.cpu_s = self.progress.cpu_s, self.progress.cpu_s + now - self.last
+        self.last = now
+        every = self.config.snapshot_every_cpu_s
+        if not every or self.run_dir is None or int(self.progress.cpu_s // every) == int(before // every):
+            return
+        mark = int(self.progress.cpu_s // every * every)
+        folder = self.run_dir / "snapshots"
+        codec.save_pretrained(folder / f"cpu-{mark:06d}s")
+        record = {"cpu_s": mark, "cpu_s_at_save": round(self.progress.cpu_s, 1), "step": self.progress.step,
+                  "snapshot": f"cpu-{mark:06d}s"}
+        with open(folder / "index.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
 @torch.no_grad()
-def validate(codec: Codec, clips: list[torch.Tensor], mel_loss: MelLoss) -> dict[str, float]:
+def validate(codec: Codec, clips: list[torch.Tensor], mel_loss: torch.nn.Module) -> dict[str, float]:
     """Mel distance and SI-SDR per bandwidth on validation clips, and codebook perplexity at full rate."""
     codec.eval()
     results: dict[str, float] = {}

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from codec.errors import ConfigError
 from train.discriminators import DiscOutput
 
 
@@ -36,6 +37,64 @@ class MelLoss(torch.nn.Module):
     def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
         """Mean over resolutions; ``x_hat`` and ``x`` are [B, 1, T]."""
         return sum(loss(x_hat, x) for loss in self.losses) / len(self.losses)
+
+
+class LogMelLoss(torch.nn.Module):
+    """Multi-scale log-mel L1, as DAC trains with (descript-audio-codec ``dac/nn/loss.py``, ``conf/base.yml``).
+
+    For each scale, the magnitude mel spectrogram (Hann window, hop a quarter
+    of the window, Slaney mel filters) of both signals, then
+    ``|log10(max(M(x_hat), 1e-5)) - log10(max(M(x), 1e-5))|`` averaged; the
+    result is the mean over scales. DAC's scales are windows 32 ... 2048 with
+    5 ... 320 mel bins. Written on torchaudio rather than auraloss because
+    auraloss's mel loss takes the natural log with its own epsilon and adds a
+    spectral-convergence term, which is not this loss.
+
+    Args:
+        sample_rate: Audio rate.
+        windows: Window (= FFT) sizes.
+        n_mels: Mel bins of each window.
+    """
+
+    def __init__(self, sample_rate: int, windows: tuple[int, ...], n_mels: tuple[int, ...]) -> None:
+        super().__init__()
+        import torchaudio
+
+        if len(windows) != len(n_mels):
+            raise ConfigError(f"loss: {len(windows)} mel windows but {len(n_mels)} mel bin counts; give one per window")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchaudio's note on empty filters of the smallest windows
+            self.mels = torch.nn.ModuleList(
+                torchaudio.transforms.MelSpectrogram(
+                    sample_rate, n_fft=w, win_length=w, hop_length=w // 4, n_mels=m, power=1.0,
+                    norm="slaney", mel_scale="slaney",
+                )
+                for w, m in zip(windows, n_mels)
+            )
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        """Mean over scales; ``x_hat`` and ``x`` are [B, 1, T]."""
+        total = 0.0
+        for mel in self.mels:
+            log_hat = mel(x_hat).clamp(min=1e-5).log10()
+            log_ref = mel(x).clamp(min=1e-5).log10()
+            total = total + F.l1_loss(log_hat, log_ref)
+        return total / len(self.mels)
+
+
+def build_mel_loss(kind: str, sample_rate: int, windows: tuple[int, ...], n_mels: int | tuple[int, ...]):
+    """The reconstruction loss named by ``kind``: ``"auraloss"`` (:class:`MelLoss`) or ``"log_mel"`` (:class:`LogMelLoss`).
+
+    ``n_mels`` is one count for every window or one per window.
+    """
+    counts = n_mels if isinstance(n_mels, tuple) else (n_mels,) * len(windows)
+    if kind == "log_mel":
+        return LogMelLoss(sample_rate, windows, counts)
+    if kind == "auraloss":
+        if len(set(counts)) != 1:
+            raise ConfigError("loss.mel_bins: the auraloss mel loss takes one mel bin count for all windows")
+        return MelLoss(sample_rate, windows, counts[0])
+    raise ConfigError(f"loss.mel_kind must be 'auraloss' or 'log_mel', got {kind!r}")
 
 
 def discriminator_loss(real: list[DiscOutput], fake: list[DiscOutput], kind: str) -> Tensor:
