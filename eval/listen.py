@@ -38,7 +38,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: middle; }
 th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.reference td { background: #f7fbf7; }
 tr.latent td { background: #f7f7fb; }
 img.plot { max-width: 100%; }
