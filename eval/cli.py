@@ -15,7 +15,7 @@ from pathlib import Path
 
 from codec.errors import InputError
 from eval.baselines import BASELINES, parse_baselines
-from eval.evaluate import evaluate, list_audio, load_model_and_tables, speakers_of
+from eval.evaluate import EVAL_RATE_HZ, evaluate, list_audio, load_model_and_tables, speakers_of
 from eval.listen import DEFAULT_FILES, choose_files, write_page
 from eval.metrics import DEFAULT_METRICS, METRICS
 from eval.report import summary_table, to_json, write_report
@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"metrics among {', '.join(METRICS)} (default: %(default)s)")
     p.add_argument("--out", default="eval-results", type=Path, help="output folder (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N files")
+    p.add_argument("--eval-rate", type=int, default=EVAL_RATE_HZ, metavar="HZ",
+                   help="rate at which every signal is compared; the energy bands reach its Nyquist frequency, so "
+                   "give a higher-rate model its own rate (default: %(default)s)")
     p.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
                    help="write the listening page index.html with audio and spectrograms (default: on)")
     p.add_argument("--listen", type=int, default=DEFAULT_FILES, metavar="N",
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the evaluation and writes the report."""
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
+    if args.eval_rate < 8000:
+        raise InputError(f"--eval-rate must be at least 8000 Hz (the baselines' lowest rate), got {args.eval_rate}")
     if args.listen < 0:
         raise InputError(f"--listen must be 0 or more, got {args.listen}")
     model, tables = load_model_and_tables(args.model)
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     speakers = speakers_of(args.data)
     keep = choose_files(files, args.listen, speakers) if args.html else []
     result = evaluate(model, files, _floats(args.kbps), parse_baselines(args.baselines), _names(args.metrics),
-                      model_spec=args.model, tables=tables, keep=keep)
+                      eval_rate_hz=args.eval_rate, model_spec=args.model, tables=tables, keep=keep)
     report = to_json(result, str(args.data))
     paths = write_report(report, args.out)
     print(summary_table(report))

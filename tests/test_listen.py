@@ -117,6 +117,17 @@ def test_no_html_writes_no_page(tmp_path: Path) -> None:
     assert (tmp_path / "results.json").is_file() and not (tmp_path / "index.html").exists()
 
 
+def test_a_higher_evaluation_rate_adds_bands_up_to_its_nyquist(tmp_path: Path) -> None:
+    kbps = codec_tiny_config().bandwidths_kbps[0]
+    argv = ["eval", "--model", "preset:tiny", "--data", str(DATA_DIR), "--kbps", f"{kbps:g}", "--baselines", "",
+            "--metrics", "sisdr", "--out", str(tmp_path), "--limit", "1", "--eval-rate", "24000", "--listen", "1"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["eval_rate_hz"] == 24000 and report["bands"][-2:] == ["4-8 kHz", "8-12 kHz"]
+    assert "8-12 kHz dB" in (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert sf.info(str(next((tmp_path / "listen").glob("*reference.flac")))).samplerate == 24000
+
+
 # ----- in a browser -------------------------------------------------------------------------------
 CHECK_SCRIPT = """
 <pre id="browser-check"></pre>
@@ -158,3 +169,4 @@ def test_every_player_and_image_loads_in_chromium(page: Path) -> None:
         assert player["error"] is None and player["readyState"] >= 1 and player["duration"] > 0, player
     for image in result["images"]:
         assert image["naturalWidth"] > 0, image
+
