@@ -129,7 +129,7 @@ def speakers_of(data: str | Path) -> dict[Path, str]:
     if not (data.is_file() and data.suffix == ".jsonl"):
         return {}
     return {path: str(entry["speaker"]) for path, entry in _manifest_entries(data)
-            if isinstance(entry, dict) and entry.get("speaker") is not None}
+            if entry.get("speaker") is not None}
 
 
 # ----- results ----------------------------------------------------------------------------------

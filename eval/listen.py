@@ -24,7 +24,7 @@ from torch import Tensor
 
 from codec import audio, spectrogram
 from codec.atomic import atomic_write
-from eval.evaluate import REFERENCE, Clip, system_label
+from eval.evaluate import LATENT, REFERENCE, Clip, system_label
 from eval.report import BAND_NOTE, LATENT_NOTE, PLOT_FILE, band_cell, summary_columns, summary_rows, system_name
 
 PAGE_FILE = "index.html"
@@ -80,8 +80,8 @@ def _spread(items: list[Path], count: int) -> list[Path]:
     return [items[int(i * step)] for i in range(count)]
 
 
-def write_page(report: dict[str, Any], clips: list[Clip], out_dir: Path, speakers: dict[Path, str] | None = None,
-               ) -> Path:
+def write_page(report: dict[str, Any], clips: list[Clip], out_dir: Path,
+               speakers: dict[Path, str] | None = None) -> Path:
     """Writes :data:`PAGE_FILE` and its audio and spectrograms into ``out_dir``.
 
     Args:
@@ -147,7 +147,7 @@ def _clip_row(report: dict[str, Any], row: dict[str, Any], shown: str, stem: str
     scores = [f"{html.escape(m['label'])}: {_score(row['scores'].get(name))}" for name, m in report["metrics"].items()]
     bands = ", ".join(f"{html.escape(b)} {band_cell({'mean': row['bands_db'].get(b)})}" for b in report["bands"])
     kbps = "-" if row["kbps"] is None else f"{row['kbps']:.2f}"
-    css = row["system"] if row["system"] in (REFERENCE, "latent") else "system"
+    css = row["system"] if row["system"] in (REFERENCE, LATENT) else "system"
     name = html.escape(shown)
     return (f'<tr class="{css}"><td>{name}</td>'
             f'<td><audio controls preload="metadata" src="{stem}.flac"></audio></td>'
