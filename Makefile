@@ -19,11 +19,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: system-deps $(VENV)/.installed
 
-# ffmpeg (libopus, codec2, GSM, Speex baselines and G.722 decoding) and sox.
+# ffmpeg (libopus, codec2, GSM, Speex baselines and G.722 decoding), sox, and chromium (the test that
+# loads the listening page in a headless browser; it is skipped where chromium is missing).
 system-deps:
 	@command -v ffmpeg >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ffmpeg sox >/dev/null; \
 	  else echo "ffmpeg is missing: run 'sudo apt-get install ffmpeg sox'"; exit 1; fi; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing (the listening page's browser test will be skipped): 'sudo apt-get install chromium'"; fi; }
 
 demo: install
 	$(PY) -m codec.demo

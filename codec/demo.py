@@ -1,13 +1,16 @@
 """``make demo``: compress and decompress real speech with the bundled model, next to Opus.
 
-    python -m codec.demo [--model speech-16khz] [--kbps 2,4] [--opus 6,8] [FILE ...]
+    python -m codec.demo [--model speech-16khz] [--kbps 2,4] [--opus 6,8] [--out demo-results] [FILE ...]
 
 For each file it writes a compressed file at each bitrate, decodes it back,
 and prints the bitrate measured from the file's bytes (header included) and
 ViSQOL (speech mode, lattice mapping) and PESQ-WB against the original; the
 same for Opus (ffmpeg libopus, VoIP mode; payload bitrate measured by
 ffprobe). The default files are the development-split clips in
-``tests/data`` (speakers never seen in training).
+``tests/data`` (speakers never seen in training). It then writes a
+listening page (``codec eval``'s, :mod:`eval.listen`) of the same files to
+``--out``: every file as heard and seen (spectrogram) through each bitrate,
+the decoder on the unquantized latent and Opus, and prints its path.
 """
 
 from __future__ import annotations
@@ -42,21 +45,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model directory or bundled name (default speech-16khz)")
     parser.add_argument("--kbps", default="2,4", help="our bitrates")
     parser.add_argument("--opus", default="6,8", help="Opus bitrates for comparison")
+    parser.add_argument("--out", type=Path, default=Path("demo-results"),
+                        help="folder of the listening page index.html (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    files = args.files or DEV_CLIPS
+    kbps_list = [float(k) for k in args.kbps.split(",")]
+    opus_list = [int(k) for k in args.opus.split(",")]
     try:
         loaded = load_model(args.model)
-        rows = run(loaded, args.files or DEV_CLIPS, [float(k) for k in args.kbps.split(",")],
-                   [int(k) for k in args.opus.split(",")])
+        rows = run(loaded, files, kbps_list, opus_list)
     except CodecError as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
-    print(f"\nmodel {loaded.name} ({loaded.model_id}), {len(args.files or DEV_CLIPS)} file(s) of real speech")
+    print(f"\nmodel {loaded.name} ({loaded.model_id}), {len(files)} file(s) of real speech")
     print(f"{'codec':18s} {'kbps (measured)':>16s} {'ViSQOL speech (lattice)':>24s} {'PESQ-WB':>8s} {'x real time':>12s}")
     for name, kbps, visqol, pesq, speed in rows:
         speed_text = f"{speed:12.1f}" if speed else f"{'':12s}"
         print(f"{name:18s} {kbps:16.2f} {visqol:24.2f} {pesq:8.2f} {speed_text}")
+    try:
+        page = write_listening_page(loaded, files, kbps_list, opus_list, args.out)
+    except CodecError as e:
+        print(f"demo: error writing the listening page: {e}", file=sys.stderr)
+        return 2
+    print(f"\nlistening page: {page.resolve()} (open it in a browser)")
     return 0
+
+
+def write_listening_page(loaded, files: list[Path], kbps_list: list[float], opus_list: list[int], out: Path) -> Path:
+    """Evaluates ``files`` as ``codec eval`` does (ViSQOL, PESQ) and writes its report and listening page to ``out``.
+
+    Returns:
+        The path of ``index.html``.
+    """
+    from eval.baselines import parse_baselines
+    from eval.evaluate import evaluate
+    from eval.listen import write_page
+    from eval.report import to_json, write_report
+
+    baselines = parse_baselines(",".join(f"opus:{k}" for k in opus_list))
+    result = evaluate(loaded.codec, files, kbps_list, baselines, ["visqol", "pesq"], progress=False,
+                      model_spec=loaded.name, tables=loaded.tables, keep=files)
+    report = to_json(result, ", ".join(f.name for f in files))
+    write_report(report, out)
+    return write_page(report, result.clips, out)
 
 
 def run(loaded, files: list[Path], kbps_list: list[float], opus_list: list[int]) -> list[tuple]:

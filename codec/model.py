@@ -237,6 +237,31 @@ class Codec(nn.Module):
             wav = wav * mask[:, None, :]
         return wav
 
+    @torch.no_grad()
+    def decode_unquantized(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The decoder fed the encoder's output without quantization: the ceiling the quantizer can reach.
+
+        Padding and cropping are those of :meth:`encode` then :meth:`decode`:
+        ``wav`` is zero-padded to whole frames, and the output is cropped back
+        to ``T`` (and zeroed past each item's length).
+
+        Args:
+            wav: Audio ``[B, C, T]`` at :attr:`sample_rate`.
+            lengths: Valid samples of each item ``[B]`` for a padded batch.
+
+        Returns:
+            Audio ``[B, C, T]``.
+
+        Raises:
+            InputError: As :meth:`encode`.
+        """
+        self._check_wav(wav, None)
+        lengths = self._lengths(wav, lengths)
+        z = self.encoder(self._pad(wav, lengths))  # [B, D, F]
+        out = self.decoder(z)[..., : wav.shape[-1]]  # [B, C, T]
+        mask = torch.arange(out.shape[-1], device=out.device) < lengths[:, None]  # [B, T]
+        return out * mask[:, None, :]
+
     def _check_codes(self, codes: Tensor) -> None:
         if not isinstance(codes, Tensor) or codes.dim() != 3:
             shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__

@@ -3,8 +3,9 @@
     files --load, mono, resample to eval rate--> ref [T]
     ref --resample--> model rate --encode(all n_q)--> codes [1, n_q, F]
         --decode(first n codebooks)--> resample back --> deg [T]   (one per bitrate)
+    ref --resample--> model rate --decoder(encoder(x))--> deg [T]  (``latent``: no quantizer)
     ref --ffmpeg round trip (eval.baselines)--> deg [T]            (one per setting)
-    metrics(ref, deg) --> one row per (file, system, setting)
+    metrics(ref, deg), band energy ratios --> one row per (file, system, setting)
 
 Codes of the first ``n`` codebooks are a prefix of the full codes (each level
 quantizes the residual of the previous ones), so each file is encoded once.
@@ -21,11 +22,13 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from codec import audio, compress
@@ -35,11 +38,20 @@ from codec.model import Codec, EncodedAudio
 from codec.presets import PRESETS
 from eval.baselines import BaselineSetting, check_available, fit_length, round_trip
 from eval.codebooks import CodebookStats, CodeCounter, entropy_bound_kbps
-from eval.metrics import Metric, MetricError, MetricUnavailableError, get_metrics
+from eval.metrics import (
+    Metric,
+    MetricError,
+    MetricUnavailableError,
+    band_edges_hz,
+    band_energy_ratios_db,
+    band_label,
+    get_metrics,
+)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 EVAL_RATE_HZ = 16000  # every speech metric here is defined at (or accepts) 16 kHz
 REFERENCE = "reference"  # the system name of the unprocessed signal (metric ceilings)
+LATENT = "latent"  # the system name of our decoder fed the encoder's unquantized output (the quantizer's ceiling)
 SEED = 0  # seeds the random initialisation of untrained presets
 
 
@@ -92,17 +104,32 @@ def list_audio(data: str | Path, limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def _manifest_paths(manifest: Path) -> list[Path]:
-    paths = []
+def _manifest_entries(manifest: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """``(resolved path, entry)`` of each line of a JSONL manifest."""
+    entries = []
     for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            path = Path(json.loads(line)["path"])
+            entry = json.loads(line)
+            path = Path(entry["path"])
         except (json.JSONDecodeError, KeyError, TypeError):
             raise InputError(f"{manifest}:{number}: expected a JSON object with a \"path\" key") from None
-        paths.append(path if path.is_absolute() else manifest.parent / path)
-    return paths
+        entries.append((path if path.is_absolute() else manifest.parent / path, entry))
+    return entries
+
+
+def _manifest_paths(manifest: Path) -> list[Path]:
+    return [path for path, _ in _manifest_entries(manifest)]
+
+
+def speakers_of(data: str | Path) -> dict[Path, str]:
+    """The ``"speaker"`` field of each file of a JSONL manifest (empty for a folder or a manifest without it)."""
+    data = Path(data)
+    if not (data.is_file() and data.suffix == ".jsonl"):
+        return {}
+    return {path: str(entry["speaker"]) for path, entry in _manifest_entries(data)
+            if entry.get("speaker") is not None}
 
 
 # ----- results ----------------------------------------------------------------------------------
@@ -112,11 +139,13 @@ class Row:
 
     Attributes:
         file: Source file.
-        system: ``reference``, the model's name, or a baseline codec name.
-        requested_kbps: Bitrate asked for (``None`` for the reference).
+        system: ``reference``, ``latent``, the model's name, or a baseline codec name.
+        requested_kbps: Bitrate asked for (``None`` for the reference and ``latent``).
         kbps: Measured bitrate: codebook bits (ours) or payload bytes (baselines).
         scores: Metric name to value (``None`` where the metric failed).
         extra: Other measurements (``file_kbps``, ``delay_ms``).
+        bands_db: Band name to energy ratio in dB against the reference
+            (:func:`eval.metrics.band_energy_ratios_db`).
     """
 
     file: str
@@ -125,6 +154,31 @@ class Row:
     kbps: float | None
     scores: dict[str, float | None]
     extra: dict[str, float] = field(default_factory=dict)
+    bands_db: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``"reference"``, ``"latent"`` or ``"opus 6 kbps"``-style name of the system and setting."""
+        return system_label(self.system, self.requested_kbps)
+
+
+def system_label(system: str, requested_kbps: float | None) -> str:
+    """``system`` alone without a bitrate, else ``"system N kbps"``."""
+    return system if requested_kbps is None else f"{system} {requested_kbps:g} kbps"
+
+
+@dataclass
+class Clip:
+    """The signals of one file kept for listening.
+
+    Attributes:
+        file: Source file (as in :attr:`Row.file`).
+        signals: :attr:`Row.label` to the signal ``[T]`` at the evaluation
+            rate, the reference first.
+    """
+
+    file: str
+    signals: dict[str, Tensor]
 
 
 @dataclass
@@ -138,6 +192,7 @@ class EvalResult:
         codebooks: Codebook usage of our model over the files (all requested codebooks).
         model: Name, id, rate and origin of the model.
         eval_rate_hz: Rate at which every signal was compared.
+        clips: Signals of the files asked to be kept (for a listening page).
     """
 
     rows: list[Row]
@@ -146,12 +201,18 @@ class EvalResult:
     codebooks: list[CodebookStats]
     model: dict[str, Any]
     eval_rate_hz: int
+    clips: list[Clip] = field(default_factory=list)
+
+    @property
+    def bands(self) -> list[str]:
+        """Names of the energy bands at :attr:`eval_rate_hz`, low to high."""
+        return [band_label(lo, hi) for lo, hi in band_edges_hz(self.eval_rate_hz)]
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per system and requested bitrate: mean measured kbps and each metric's mean and 95% CI.
+        """Per system and requested bitrate: mean measured kbps, each metric's and each band's mean and 95% CI.
 
         The interval is Student's t on the per-file scores: ``mean +- t(0.975, n-1) * sd / sqrt(n)``
-        (``None`` with fewer than two files).
+        (``None`` with fewer than two files). Band energy ratios are averaged in dB.
         """
         groups: dict[tuple[str, float | None], list[Row]] = {}
         for row in self.rows:
@@ -166,6 +227,7 @@ class EvalResult:
                 "files": len(rows),
                 **_mean_extra(rows),
                 "metrics": {m.name: mean_ci([r.scores.get(m.name) for r in rows]) for m in self.metrics},
+                "bands_db": {b: mean_ci([r.bands_db.get(b) for r in rows]) for b in self.bands},
             })
         return out
 
@@ -262,6 +324,13 @@ def codec_round_trips(model: Codec, ref: torch.Tensor, rate: int, bitrates_kbps:
     return out
 
 
+def latent_round_trip(model: Codec, ref: Tensor, rate: int) -> Tensor:
+    """Our decoder on the encoder's unquantized output of ``ref`` [T]; ``[T]`` at ``rate``."""
+    wav = audio.resample(ref, rate, model.sample_rate)[None, None]  # [1, 1, T']
+    decoded = audio.resample(model.decode_unquantized(wav)[0, 0], model.sample_rate, rate)
+    return fit_length(decoded, ref.shape[-1])
+
+
 def evaluate(
     model: Codec,
     files: list[Path],
@@ -272,6 +341,7 @@ def evaluate(
     progress: bool = True,
     model_spec: str | None = None,
     tables: EntropyTables | None = None,
+    keep: Collection[Path] = (),
 ) -> EvalResult:
     """Scores ``model`` at each bitrate, and each baseline setting, on every file.
 
@@ -286,10 +356,14 @@ def evaluate(
         model_spec: How the model was named (recorded in the result).
         tables: The model's entropy tables; when given, rows of our codec also
             carry ``entropy_kbps``, the size of the ANS-coded codes.
+        keep: Files among ``files`` whose signals (reference and every
+            system's output) are kept in :attr:`EvalResult.clips`.
 
     Returns:
         An :class:`EvalResult` with a ``reference`` row (each signal against
-        itself: the metrics' ceilings), rows for our model and the baselines.
+        itself: the metrics' ceilings), rows for our model at each bitrate and
+        ``latent`` (its decoder fed the unquantized latent; only when
+        ``bitrates_kbps`` is given), and rows for the baselines.
 
     Raises:
         BandwidthError: If a bitrate is not one the model supports.
@@ -306,33 +380,45 @@ def evaluate(
     metrics = available_metrics(list(metric_names), notes)
     counter = CodeCounter(model.config.codebook_size)
     rows: list[Row] = []
+    clips: list[Clip] = []
+    keep = set(keep)
     for path in tqdm(files, desc="evaluating", unit="file", disable=not progress):
+        signals: dict[str, Tensor] = {}
         rows.extend(_evaluate_file(model, path, bitrates_kbps, baselines, metrics, eval_rate_hz, counter, notes,
-                                   tables))
+                                   tables, signals))
+        if path in keep:
+            clips.append(Clip(str(path), signals))
     codebooks = counter.stats() if bitrates_kbps else []
     info = _model_info(model, model_spec)
     if codebooks:
         info["entropy_bound_kbps"] = entropy_bound_kbps(codebooks, model.frame_rate_hz)
-    return EvalResult(rows, metrics, notes, codebooks, info, eval_rate_hz)
+    return EvalResult(rows, metrics, notes, codebooks, info, eval_rate_hz, clips)
 
 
 def _evaluate_file(model: Codec, path: Path, bitrates_kbps: list[float], baselines: list[BaselineSetting],
                    metrics: list[Metric], rate: int, counter: CodeCounter, notes: list[str],
-                   tables: EntropyTables | None) -> list[Row]:
+                   tables: EntropyTables | None, signals: dict[str, Tensor]) -> list[Row]:
+    """Rows of one file; ``signals`` receives each row's signal [T] under its :attr:`Row.label`."""
     ref = audio.load(path, target_rate=rate, mono=True)[0][0]  # [T]
     name = str(path)
-    rows = [Row(name, REFERENCE, None, None, score(metrics, ref, ref, rate, f"{name} ({REFERENCE})", notes))]
+    rows: list[Row] = []
+
+    def add(row: Row, deg: Tensor) -> None:
+        row.scores = score(metrics, ref, deg, rate, f"{name} ({row.label})", notes)
+        row.bands_db = band_energy_ratios_db(ref.numpy(), deg.numpy(), rate)
+        rows.append(row)
+        signals[row.label] = deg
+
+    add(Row(name, REFERENCE, None, None, {}), ref)
     if bitrates_kbps:
         for trip in codec_round_trips(model, ref, rate, bitrates_kbps, counter, tables):
-            where = f"{name} ({model.config.name} {trip.requested_kbps:g} kbps)"
             extra = {} if trip.entropy_kbps is None else {"entropy_kbps": trip.entropy_kbps}
-            scores = score(metrics, ref, trip.decoded, rate, where, notes)
-            rows.append(Row(name, model.config.name, trip.requested_kbps, trip.kbps, scores, extra))
+            add(Row(name, model.config.name, trip.requested_kbps, trip.kbps, {}, extra), trip.decoded)
+        add(Row(name, LATENT, None, None, {}), latent_round_trip(model, ref, rate))
     for setting in baselines:
         trip = round_trip(ref, rate, setting)
-        scores = score(metrics, ref, trip.decoded, rate, f"{name} ({setting.label})", notes)
         extra = {"file_kbps": trip.file_kbps, "delay_ms": trip.delay_ms}
-        rows.append(Row(name, setting.codec, setting.requested_kbps, trip.kbps, scores, extra))
+        add(Row(name, setting.codec, setting.requested_kbps, trip.kbps, {}, extra), trip.decoded)
     return rows
 
 

@@ -15,6 +15,11 @@ mel            multi-resolution log-mel L1 distance                    any      
 dnsmos         DNSMOS P.835 overall (non-intrusive, 1..5)              16 kHz      higher
 =============  ======================================================  ==========  ========
 
+Beside them, :func:`band_energy_ratios_db` gives the energy of the decoded
+signal against the reference in octave bands (0-0.5, 0.5-1, 1-2, 2-4, 4-8 kHz,
+then 8-16 kHz and so on up to the Nyquist frequency), in dB: 0 where a band
+is kept, negative where it is muffled, positive where noise or hiss is added.
+
 ViSQOL speech mode maps its similarity to MOS with the deep-lattice model that
 Google's C++ ViSQOL uses by default (``--use_lattice_model=true``); the
 polynomial fallback scores identical signals 5.00 instead of about 4.5 and
@@ -26,6 +31,7 @@ scores are not comparable with each other.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +41,7 @@ import torch
 
 from codec.audio import resample
 from codec.errors import CodecError, InputError
+from codec.spectrogram import fft_size, power_spectrogram
 
 #: ViSQOL speech mode's similarity-to-MOS mapping (the C++ default), named in every output.
 VISQOL_SPEECH_MAPPING = "lattice"
@@ -47,6 +54,8 @@ MEL_WINDOWS = (256, 512, 1024, 2048)  # STFT sizes of the multi-resolution mel d
 MEL_BINS_MAX = 64
 LOG_FLOOR = 1e-5  # mel power floor before the log
 SISDR_MAX_DB = 100.0  # identical signals have infinite SI-SDR; JSON has no infinity
+FIRST_BAND_EDGE_HZ = 500  # bands: 0-500 Hz, then octaves 500-1000, 1000-2000, ... up to Nyquist
+BAND_LIMIT_DB = 100.0  # a band empty in one signal only has an infinite ratio; JSON has no infinity
 
 
 class MetricError(CodecError):
@@ -136,6 +145,62 @@ def stoi(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
 
     _check_pair(ref, deg)
     return float(pystoi_stoi(ref.astype(np.float64), deg.astype(np.float64), rate, extended=False))
+
+
+# ----- band energy ------------------------------------------------------------------------------
+def band_edges_hz(rate: int) -> list[tuple[float, float]]:
+    """``(low, high)`` of each band at ``rate``: 0-500 Hz, then octaves, the last one ending at Nyquist.
+
+    At 16 kHz: 0-500, 500-1000, 1000-2000, 2000-4000, 4000-8000; at 24 kHz the
+    same and 8000-12000; at 44.1 kHz 8000-16000 and 16000-22050.
+    """
+    nyquist = rate / 2
+    edges = [0.0, float(FIRST_BAND_EDGE_HZ)]
+    while edges[-1] * 2 < nyquist:
+        edges.append(edges[-1] * 2)
+    edges.append(nyquist)
+    return [(lo, hi) for lo, hi in itertools.pairwise(edges) if hi > lo]
+
+
+def band_label(low_hz: float, high_hz: float) -> str:
+    """``"0-0.5 kHz"``-style name of a band (the key in results)."""
+    return f"{low_hz / 1000:g}-{high_hz / 1000:g} kHz"
+
+
+def band_energies(wav: np.ndarray, rate: int) -> np.ndarray:
+    """Energy of ``wav`` [T] in each band of :func:`band_edges_hz`: STFT power summed over frames and bins.
+
+    The STFT is :func:`codec.spectrogram.power_spectrogram` at
+    :func:`codec.spectrogram.fft_size` (512 points at 16 kHz). Bin ``k`` (centred
+    on ``k * rate / n_fft`` Hz) belongs to the band with ``low <= f < high``;
+    the last band includes Nyquist.
+    """
+    n_fft = fft_size(rate)
+    power = power_spectrogram(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), n_fft)  # [K, frames]
+    per_bin = power.double().sum(dim=1).numpy()  # [K]
+    freqs = np.arange(per_bin.shape[0]) * rate / n_fft
+    bands = band_edges_hz(rate)
+    out = np.empty(len(bands))
+    for i, (lo, hi) in enumerate(bands):
+        inside = (freqs >= lo) & ((freqs < hi) | (i == len(bands) - 1))
+        out[i] = per_bin[inside].sum()
+    return out
+
+
+def band_energy_ratios_db(ref: np.ndarray, deg: np.ndarray, rate: int) -> dict[str, float]:
+    """Per band (see :func:`band_edges_hz`): ``10 log10(E_deg / E_ref)`` in dB, clipped to +-100.
+
+    ``E`` is :func:`band_energies`. 0 dB: the band's energy is kept; -12 dB: a
+    sixteenth of it is left (muffled); positive: energy added (noise, hiss,
+    aliasing). Both energies get a floor of 1e-12 of the reference's total
+    energy, so a band empty in both signals reads 0 dB.
+    """
+    _check_pair(ref, deg)
+    e_ref, e_deg = band_energies(ref, rate), band_energies(deg, rate)
+    floor = 1e-12 * max(float(e_ref.sum()), np.finfo(np.float64).tiny)
+    ratios = 10 * np.log10((e_deg + floor) / (e_ref + floor))
+    return {band_label(lo, hi): float(np.clip(r, -BAND_LIMIT_DB, BAND_LIMIT_DB))
+            for (lo, hi), r in zip(band_edges_hz(rate), ratios)}
 
 
 # ----- ViSQOL -----------------------------------------------------------------------------------

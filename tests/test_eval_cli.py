@@ -20,7 +20,7 @@ FAST_METRICS = "sisdr,mel,stoi,pesq"
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
-def test_codec_eval_writes_json_markdown_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_codec_eval_writes_json_markdown_plot_and_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     low, high = codec_tiny_config().bandwidths_kbps[:2]
     out = tmp_path / "report"
     argv = ["eval", "--model", "preset:tiny", "--data", str(DATA_DIR), "--kbps", f"{low:g},{high:g}",
@@ -32,7 +32,8 @@ def test_codec_eval_writes_json_markdown_and_plot(tmp_path: Path, capsys: pytest
     assert report["files"] == 2 and report["model"]["untrained_preset"] is True
     assert list(report["metrics"]) == FAST_METRICS.split(",")
     summary = {(s["system"], s["requested_kbps"]): s for s in report["summary"]}
-    assert set(summary) == {("reference", None), ("codec-tiny", low), ("codec-tiny", high), ("opus", 6.0)}
+    assert set(summary) == {("reference", None), ("codec-tiny", low), ("codec-tiny", high), ("latent", None),
+                            ("opus", 6.0)}
     assert summary[("codec-tiny", low)]["kbps"] >= low  # code bits sent, the last frame padded
     assert summary[("codec-tiny", high)]["entropy_kbps"] > 0
     opus = summary[("opus", 6.0)]
@@ -42,14 +43,27 @@ def test_codec_eval_writes_json_markdown_and_plot(tmp_path: Path, capsys: pytest
             stats = entry["metrics"][name]
             assert set(stats) == {"mean", "ci95", "n"} and stats["n"] == 2
     assert summary[("reference", None)]["metrics"]["pesq"]["mean"] > opus["metrics"]["pesq"]["mean"]
-    assert len(report["rows"]) == 2 * 4
+    assert len(report["rows"]) == 2 * 5
+    bands = ["0-0.5 kHz", "0.5-1 kHz", "1-2 kHz", "2-4 kHz", "4-8 kHz"]
+    assert report["bands"] == bands and "STFT" in report["band_note"]
+    for entry in summary.values():
+        assert list(entry["bands_db"]) == bands and all(entry["bands_db"][b]["n"] == 2 for b in bands)
+    assert all(summary[("reference", None)]["bands_db"][b]["mean"] == 0.0 for b in bands)
+    assert opus["bands_db"]["4-8 kHz"]["mean"] < -10  # Opus VoIP at 6 kbps codes no more than 4 kHz
+    latent = summary[("latent", None)]
+    assert latent["kbps"] is None and latent["metrics"]["sisdr"]["n"] == 2
+    assert latent["metrics"]["mel"]["mean"] != summary[("codec-tiny", high)]["metrics"]["mel"]["mean"]
     assert [c["level"] for c in report["codebooks"]] == [1, 2]
 
     markdown = (out / "results.md").read_text()
     assert "| system | requested kbps | measured kbps |" in markdown and "| opus | 6.00 |" in markdown
+    assert "| 0-0.5 kHz dB | 0.5-1 kHz dB | 1-2 kHz dB | 2-4 kHz dB | 4-8 kHz dB |" in markdown
+    assert "| latent (no quantizer) | - | - | - |" in markdown and "without quantization" in markdown
+    assert (out / "index.html").is_file() and len(list((out / "listen").glob("*.flac"))) == 2 * 5
     assert (out / "rate_distortion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| codec-tiny |" in capsys.readouterr().out
-    assert not list(out.glob(".*.tmp"))
+    printed = capsys.readouterr().out
+    assert "| codec-tiny |" in printed and f"listening page: {(out / 'index.html').resolve()}" in printed
+    assert not list(out.glob(".*.tmp")) and not list((out / "listen").glob(".*.tmp"))
 
 
 def test_unsupported_bitrate_fails_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

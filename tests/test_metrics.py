@@ -105,3 +105,43 @@ def test_pesq_on_silence_raises_a_metric_error() -> None:
     silence = np.zeros(RATE * 2, dtype=np.float32)
     with pytest.raises(metrics.MetricError, match="PESQ failed"):
         metrics.pesq_wb(silence, silence, RATE)
+
+
+# ----- band energy ------------------------------------------------------------------------------
+BAND_TONES_HZ = (250.0, 750.0, 1500.0, 3000.0, 6000.0)  # one tone inside each band at 16 kHz
+BAND_GAINS_DB = (0.0, -3.0, -12.0, -20.0, 6.0)
+
+
+def _tones(amplitudes: list[float], rate: int = RATE, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return sum(a * np.sin(2 * np.pi * f * t) for a, f in zip(amplitudes, BAND_TONES_HZ)).astype(np.float32)
+
+
+def test_band_edges_are_octaves_up_to_nyquist() -> None:
+    assert metrics.band_edges_hz(16000) == [(0, 500), (500, 1000), (1000, 2000), (2000, 4000), (4000, 8000)]
+    assert metrics.band_edges_hz(24000)[-1] == (8000, 12000)
+    assert metrics.band_edges_hz(44100)[-2:] == [(8000, 16000), (16000, 22050)]
+    assert [metrics.band_label(lo, hi) for lo, hi in metrics.band_edges_hz(16000)] == [
+        "0-0.5 kHz", "0.5-1 kHz", "1-2 kHz", "2-4 kHz", "4-8 kHz"]
+
+
+def test_band_energy_ratios_recover_known_gains_per_band() -> None:
+    ref = _tones([0.1] * 5)
+    deg = _tones([0.1 * 10 ** (g / 20) for g in BAND_GAINS_DB])
+    ratios = metrics.band_energy_ratios_db(ref, deg, RATE)
+    assert list(ratios) == ["0-0.5 kHz", "0.5-1 kHz", "1-2 kHz", "2-4 kHz", "4-8 kHz"]
+    assert list(ratios.values()) == pytest.approx(BAND_GAINS_DB, abs=0.05)
+    energies = metrics.band_energies(ref, RATE)
+    assert energies == pytest.approx(np.full(5, energies[0]), rel=0.02)  # equal tones, equal band energies
+
+
+def test_band_energy_of_speech_shows_a_low_pass(clean: np.ndarray) -> None:
+    import torch
+
+    from codec.audio import resample
+
+    muffled = resample(resample(torch.from_numpy(clean), RATE, 4000), 4000, RATE).numpy()  # nothing above 2 kHz
+    ratios = metrics.band_energy_ratios_db(clean, muffled, RATE)
+    assert abs(ratios["0-0.5 kHz"]) < 0.1 and abs(ratios["0.5-1 kHz"]) < 0.1 and abs(ratios["1-2 kHz"]) < 1
+    assert ratios["2-4 kHz"] < -10 and ratios["4-8 kHz"] < -40
+    assert set(metrics.band_energy_ratios_db(clean, clean.copy(), RATE).values()) == {0.0}

@@ -243,6 +243,20 @@ def test_padded_batch_decodes_each_item_to_its_length(fitted_codec: Codec, speec
         assert not decoded[i, :, n:].any(), "samples past an item's length must be zero"
 
 
+def test_decode_unquantized_is_the_decoder_on_the_padded_latent(fitted_codec: Codec, speech: Speech) -> None:
+    clips, batch, lengths = padded_batch(speech, fitted_codec)
+    out = fitted_codec.decode_unquantized(batch, lengths=lengths)
+    assert out.shape == batch.shape
+    for i, clip in enumerate(clips):
+        n = clip.shape[-1]
+        padded = torch.nn.functional.pad(clip, (0, -n % fitted_codec.hop_length))  # [1, 1, F * hop]
+        expected = fitted_codec.decoder(fitted_codec.encoder(padded))[..., :n].detach()  # [B, C, T] layers
+        torch.testing.assert_close(out[i : i + 1, :, :n], expected, atol=1e-5, rtol=0)
+        assert not out[i, :, n:].any(), "samples past an item's length must be zero"
+    quantized = fitted_codec.decode(fitted_codec.encode(clips[0], bandwidth_kbps=fitted_codec.bandwidths_kbps[0]))
+    assert not torch.allclose(fitted_codec.decode_unquantized(clips[0]), quantized, atol=1e-4)
+
+
 # ----- errors ----------------------------------------------------------------------------------
 def with_sample(value: float) -> Callable[[torch.Tensor], torch.Tensor]:
     def change(wav: torch.Tensor) -> torch.Tensor:

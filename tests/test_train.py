@@ -114,6 +114,35 @@ def test_validation_writes_tensorboard_logs(tmp_path: Path) -> None:
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize(("preset", "low"), [("tiny", "12kbps"), ("16khz", "2kbps")], ids=["nearest-2", "exactly-2"])
+def test_validation_logs_audio_and_spectrograms_near_2kbps_and_at_all_codebooks(
+        tmp_path: Path, preset: str, low: str) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from codec.presets import PRESETS
+    from train.loop import _log_audio
+
+    torch.manual_seed(0)
+    codec = Codec(PRESETS[preset]()).eval()
+    clips = [load_excerpt(e, 16000, 0.5) for e in probe([str(p) for p in sorted(DATA.glob("*.wav"))[:3]], 0.3)]
+    writer = SummaryWriter(str(tmp_path))
+    _log_audio(writer, codec, clips, step=7)
+    writer.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"audio": 0, "images": 0})
+    events.Reload()
+    full = f"{codec.bandwidths_kbps[-1]:g}kbps"
+    names = [f"clip{i}/{name}" for i in range(2) for name in ("reference", low, full)]
+    assert sorted(events.Tags()["audio"]) == sorted(names)
+    assert sorted(events.Tags()["images"]) == ["clip0/spectrogram", "clip1/spectrogram"]
+    for name in names:
+        (event,) = events.Audio(name)
+        assert event.step == 7 and event.sample_rate == 16000 and event.length_frames == clips[0].shape[-1]
+    (image,) = events.Images("clip0/spectrogram")
+    assert image.width > 300 and image.height > 300  # three stacked spectrograms
+    assert codec.training  # left in training mode, as the loop expects
+
+
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [({"optim.learning_rate": 1.0}, "optim.learning_rate"), ({"batch_size": "eight"}, "batch_size"),

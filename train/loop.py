@@ -412,24 +412,30 @@ def _summary_writer(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def _log_audio(writer, codec: Codec, clips: list[torch.Tensor], step: int) -> None:
-    """Audio and spectrogram images of the first two clips at the lowest and highest bandwidth."""
+def _log_audio(writer, codec: Codec, clips: list[torch.Tensor], step: int, near_kbps: float = 2.0) -> None:
+    """Audio and spectrograms (one colour scale) of the first two clips: original, near 2 kbps, all codebooks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from codec import spectrogram
+
     device = next(codec.parameters()).device
+    low = min(codec.bandwidths_kbps, key=lambda kbps: abs(kbps - near_kbps))
     codec.eval()
     for i, wav in enumerate(clips[:2]):
-        for kbps in (codec.bandwidths_kbps[0], codec.bandwidths_kbps[-1]):
+        signals = {"reference": wav[0].cpu()}  # name -> [T]
+        for kbps in dict.fromkeys((low, codec.bandwidths_kbps[-1])):
             with torch.no_grad():
-                y = codec.decode(codec.encode(wav[None].to(device), bandwidth_kbps=kbps))[0].cpu()
-            writer.add_audio(f"clip{i}/{kbps:g}kbps", y.clamp(-1, 1), step, sample_rate=codec.sample_rate)
-            fig, ax = plt.subplots(figsize=(6, 2.5))
-            ax.specgram(y[0].numpy(), Fs=codec.sample_rate, NFFT=512, noverlap=384)
-            ax.set_title(f"clip {i} at {kbps:g} kbps, step {step}")
-            writer.add_figure(f"clip{i}/{kbps:g}kbps", fig, step)
-            plt.close(fig)
-        writer.add_audio(f"clip{i}/reference", wav.clamp(-1, 1), step, sample_rate=codec.sample_rate)
+                y = codec.decode(codec.encode(wav[None].to(device), bandwidth_kbps=kbps))  # [1, 1, T]
+            signals[f"{kbps:g}kbps"] = y[0, 0].cpu()
+        vmin, vmax = spectrogram.colour_range_db([signals["reference"]], codec.sample_rate)
+        fig, axes = plt.subplots(len(signals), 1, figsize=(6, 2.2 * len(signals)), squeeze=False)
+        for ax, (name, y) in zip(axes[:, 0], signals.items()):
+            writer.add_audio(f"clip{i}/{name}", y[None].clamp(-1, 1), step, sample_rate=codec.sample_rate)
+            spectrogram.draw(ax, y, codec.sample_rate, vmin, vmax, f"clip {i}: {name}, step {step}")
+        fig.tight_layout()
+        writer.add_figure(f"clip{i}/spectrogram", fig, step)
+        plt.close(fig)
     codec.train()

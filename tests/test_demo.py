@@ -1,0 +1,31 @@
+"""``make demo`` (codec.demo): its table and its listening page, on a saved tiny model and one real clip."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import DATA_DIR
+
+from codec import demo
+from codec.presets import codec_tiny_config
+from eval.evaluate import load_model
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (the Opus rows need it)")
+def test_demo_prints_its_table_and_writes_its_listening_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_model("preset:tiny").save_pretrained(tmp_path / "model")
+    kbps = codec_tiny_config().bandwidths_kbps[0]
+    clip = min(DATA_DIR.glob("codec2_*.wav"))
+    argv = [str(clip), "--model", str(tmp_path / "model"), "--kbps", f"{kbps:g}", "--opus", "6",
+            "--out", str(tmp_path / "page")]
+    assert demo.main(argv) == 0
+    printed = capsys.readouterr().out
+    page = tmp_path / "page" / "index.html"
+    assert f"ours {kbps:g} kbps" in printed and "opus 6 kbps" in printed
+    assert f"listening page: {page.resolve()}" in printed
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<audio controls") == 4  # reference, ours, latent, Opus
+    assert "latent (no quantizer)" in text and "4-8 kHz dB" in text
+    assert len(list((tmp_path / "page" / "listen").glob("*.flac"))) == 4
