@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import soundfile as sf
 import torch
 
 from codec import audio
+from codec.config import CodecConfig
 from codec.model import Codec
 from codec.presets import codec_tiny, codec_tiny_config
 
@@ -99,24 +101,50 @@ def tiny_codec() -> Codec:
     return seeded_tiny()
 
 
-@pytest.fixture(scope="session")
-def _fitted_state() -> dict[str, torch.Tensor]:
-    """State of a tiny model whose codebooks were k-means-initialised on real speech."""
+def tiny_config(decoder: str = "seanet") -> CodecConfig:
+    """``codec_tiny_config()`` with the SEANet decoder or a small inverse-STFT one (n_fft = 2 hops)."""
+    config = codec_tiny_config()
+    if decoder == "istft":
+        config = dataclasses.replace(config, decoder="istft", decoder_dim=16, decoder_layers=2, n_fft=2 * config.hop_length)
+    return config
+
+
+@functools.cache
+def fitted_state(decoder: str = "seanet") -> dict[str, torch.Tensor]:
+    """State of a tiny model whose codebooks were k-means-initialised on real speech (built once per decoder)."""
     torch.manual_seed(SEED)
-    config = dataclasses.replace(codec_tiny_config(), quantizer_dropout=False)  # so every level sees data
+    config = dataclasses.replace(tiny_config(decoder), quantizer_dropout=False)  # so every level sees data
     model = Codec(config).train()
     with torch.no_grad():
         model(load_speech(config.sample_rate, index=0, seconds=1.0))
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.fixture(scope="session")
+def _fitted_state() -> dict[str, torch.Tensor]:
+    """State of a tiny SEANet model whose codebooks were k-means-initialised on real speech."""
+    return fitted_state("seanet")
+
+
+def fitted_model(decoder: str) -> Codec:
+    """A seeded tiny model in eval mode with ``decoder`` whose codebooks fit real speech latents."""
+    torch.manual_seed(SEED)
+    model = Codec(tiny_config(decoder)).eval()
+    model.load_state_dict(fitted_state(decoder))
+    return model
+
+
 @pytest.fixture
-def fitted_codec(_fitted_state: dict[str, torch.Tensor]) -> Codec:
+def fitted_codec() -> Codec:
     """A seeded ``codec_tiny()`` in eval mode whose codebooks fit real speech latents.
 
     Random codebooks give only a handful of distinct codes; fitted ones give
     varied codes, so tests comparing codes can fail.
     """
-    model = seeded_tiny()
-    model.load_state_dict(_fitted_state)
-    return model
+    return fitted_model("seanet")
+
+
+@pytest.fixture(params=["seanet", "istft"])
+def any_decoder_codec(request: pytest.FixtureRequest) -> Codec:
+    """:func:`fitted_codec` once with each decoder (``CodecConfig.decoder``)."""
+    return fitted_model(request.param)

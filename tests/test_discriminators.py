@@ -5,16 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
+from codec.errors import ConfigError
 from train.config import DiscConfig
 from train.discriminators import Discriminators
-from train.losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss, si_sdr
+from train.losses import (
+    LogMelLoss,
+    build_mel_loss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    si_sdr,
+)
 
-SMALL = {"mpd_channels": (4, 8, 8), "msd_channels": (4, 8, 8, 8), "msstft_filters": 4}
+SMALL = {"mpd_channels": (4, 8, 8), "msd_channels": (4, 8, 8, 8), "msstft_filters": 4, "mrd_channels": 4}
 
 
 @pytest.mark.parametrize(
-    ("kinds", "count"), [(("msd",), 3), (("mpd",), 5), (("msstft",), 5), (("msd", "mpd", "msstft"), 13)],
-    ids=["msd", "mpd", "msstft", "all"],
+    ("kinds", "count"),
+    [(("msd",), 3), (("mpd",), 5), (("msstft",), 5), (("mrd",), 3), (("msd", "mpd", "msstft", "mrd"), 16)],
+    ids=["msd", "mpd", "msstft", "mrd", "all"],
 )
 def test_outputs_per_sub_discriminator(kinds: tuple[str, ...], count: int) -> None:
     disc = Discriminators(DiscConfig(kinds=kinds, **SMALL))
@@ -68,3 +77,52 @@ def test_si_sdr_is_scale_invariant_and_drops_with_noise() -> None:
     x = torch.randn(2, 1, 8000)
     assert float(si_sdr(0.5 * x, x).mean()) > 60
     assert float(si_sdr(x + 0.1 * torch.randn_like(x), x).mean()) == pytest.approx(20, abs=1)
+
+
+def test_mrd_splits_each_resolution_into_its_bands() -> None:
+    """Five bands of five layers per window; the logits cover every band's downsampled bins."""
+    disc = Discriminators(DiscConfig(kinds=("mrd",), mrd_windows=(512,), mrd_channels=4))
+    (logits, features), = disc(torch.randn(2, 1, 4000))
+    assert len(features) == 5 * 5
+    frames = 4000 // 128 + 1
+    bins = [hi - lo for lo, hi in disc.subs[0].edges]
+    assert sum(bins) == 257
+    assert logits.shape == (2, 1, frames, sum(-(-b // 8) for b in bins))  # three frequency strides of 2
+
+
+def test_mrd_tells_real_speech_from_a_muffled_copy_after_training(speech) -> None:
+    """A few critic updates on real speech against a low-passed copy separate their logits."""
+    torch.manual_seed(0)
+    disc = Discriminators(DiscConfig(kinds=("mrd",), mrd_windows=(256,), mrd_channels=4))
+    real = torch.cat([speech(16000, index=i, seconds=0.5) for i in range(2)])  # [2, 1, T]
+    fake = torch.nn.functional.avg_pool1d(real, 9, stride=1, padding=4)  # muffled: little above 1 kHz
+    opt = torch.optim.Adam(disc.parameters(), 1e-2)
+    for _ in range(30):
+        loss = discriminator_loss(disc(real), disc(fake), "hinge")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        (real_logits, _), = disc(real)
+        (fake_logits, _), = disc(fake)
+    assert real_logits.mean() > fake_logits.mean() + 0.5
+
+
+def test_log_mel_loss_is_zero_for_equal_signals_and_log10_of_a_gain(speech) -> None:
+    wav = speech(16000, index=0, seconds=1.0)
+    loss = LogMelLoss(16000, (32, 64, 128, 256, 512, 1024, 2048), (5, 10, 20, 40, 80, 160, 320))
+    assert float(loss(wav, wav)) == 0.0
+    gained = float(loss(2 * wav, wav))  # log10(2) wherever the mel magnitude is above the 1e-5 floor
+    assert 0.25 < gained <= 0.30103 + 1e-5
+    noisy = wav + 0.01 * torch.randn_like(wav)
+    assert float(loss(noisy, wav)) > 0.05
+
+
+def test_mel_loss_kinds_and_their_errors() -> None:
+    assert isinstance(build_mel_loss("log_mel", 16000, (64, 128), (8, 16)), LogMelLoss)
+    with pytest.raises(ConfigError, match="mel_kind"):
+        build_mel_loss("mfcc", 16000, (64,), 8)
+    with pytest.raises(ConfigError, match="one per window"):
+        build_mel_loss("log_mel", 16000, (64, 128), (8, 16, 32))
+    with pytest.raises(ConfigError, match="one mel bin count"):
+        build_mel_loss("auraloss", 16000, (64, 128), (8, 16))

@@ -111,16 +111,16 @@ def test_16khz_supported_bandwidths_message() -> None:
 
 # ----- causality -------------------------------------------------------------------------------
 @pytest.mark.parametrize("m", [1, 37, 250], ids=lambda m: f"frame{m}")
-def test_codec_is_prefix_causal(fitted_codec: Codec, speech: Speech, m: int) -> None:
+def test_codec_is_prefix_causal(any_decoder_codec: Codec, speech: Speech, m: int) -> None:
     """Changing the input from sample ``m * hop`` on leaves earlier codes and output samples unchanged."""
-    hop = fitted_codec.hop_length
-    wav = speech(fitted_codec.sample_rate, index=0, seconds=0.25)
+    hop = any_decoder_codec.hop_length
+    wav = speech(any_decoder_codec.sample_rate, index=0, seconds=0.25)
     changed = wav.clone()
-    changed[..., m * hop :] = speech(fitted_codec.sample_rate, index=1, seconds=0.25)[..., m * hop :]
-    codes, changed_codes = fitted_codec.encode(wav).codes, fitted_codec.encode(changed).codes
+    changed[..., m * hop :] = speech(any_decoder_codec.sample_rate, index=1, seconds=0.25)[..., m * hop :]
+    codes, changed_codes = any_decoder_codec.encode(wav).codes, any_decoder_codec.encode(changed).codes
     assert torch.equal(changed_codes[..., :m], codes[..., :m])
     assert not torch.equal(changed_codes[..., m:], codes[..., m:])
-    out, changed_out = fitted_codec.decode(codes), fitted_codec.decode(changed_codes)
+    out, changed_out = any_decoder_codec.decode(codes), any_decoder_codec.decode(changed_codes)
     torch.testing.assert_close(changed_out[..., : m * hop], out[..., : m * hop], atol=1e-6, rtol=0)
     assert not torch.allclose(changed_out[..., m * hop :], out[..., m * hop :])
 
@@ -154,23 +154,23 @@ def test_streaming_encoder_equals_offline(fitted_codec: Codec, speech: Speech, p
 
 @pytest.mark.parametrize("batch", [1, 2], ids=lambda b: f"B{b}")
 @pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
-def test_streaming_decoder_equals_offline(fitted_codec: Codec, speech: Speech, plan: list[int], batch: int) -> None:
-    codes = fitted_codec.encode(stream_batch(speech, fitted_codec, batch)).codes
-    offline = fitted_codec.decode(codes)
-    with fitted_codec.streaming(batch):
-        streamed = torch.cat([fitted_codec.decode(codes[..., s]) for s in chunks(codes.shape[-1], plan, 1)], dim=-1)
+def test_streaming_decoder_equals_offline(any_decoder_codec: Codec, speech: Speech, plan: list[int], batch: int) -> None:
+    codes = any_decoder_codec.encode(stream_batch(speech, any_decoder_codec, batch)).codes
+    offline = any_decoder_codec.decode(codes)
+    with any_decoder_codec.streaming(batch):
+        streamed = torch.cat([any_decoder_codec.decode(codes[..., s]) for s in chunks(codes.shape[-1], plan, 1)], dim=-1)
     assert streamed.shape == offline.shape
     assert (streamed - offline).abs().max() <= 1e-5
 
 
-def test_streaming_round_trip_chunk_by_chunk(fitted_codec: Codec, speech: Speech) -> None:
+def test_streaming_round_trip_chunk_by_chunk(any_decoder_codec: Codec, speech: Speech) -> None:
     """Encoding and decoding each chunk as it arrives gives the offline reconstruction."""
-    wav = stream_batch(speech, fitted_codec, 1)
-    offline = fitted_codec.decode(fitted_codec.encode(wav))
-    with fitted_codec.streaming(1):
-        assert fitted_codec.is_streaming
-        pieces = [fitted_codec.decode(fitted_codec.encode(wav[..., s])) for s in chunks(wav.shape[-1], [3, 1, 5], 8)]
-    assert not fitted_codec.is_streaming
+    wav = stream_batch(speech, any_decoder_codec, 1)
+    offline = any_decoder_codec.decode(any_decoder_codec.encode(wav))
+    with any_decoder_codec.streaming(1):
+        assert any_decoder_codec.is_streaming
+        pieces = [any_decoder_codec.decode(any_decoder_codec.encode(wav[..., s])) for s in chunks(wav.shape[-1], [3, 1, 5], 8)]
+    assert not any_decoder_codec.is_streaming
     assert (torch.cat(pieces, dim=-1) - offline).abs().max() <= 1e-5
 
 
@@ -212,11 +212,11 @@ def padded_batch(speech: Speech, model: Codec) -> tuple[list[torch.Tensor], torc
     return clips, batch, torch.tensor(lengths)
 
 
-def test_padded_batch_gives_the_codes_of_each_item_alone(fitted_codec: Codec, speech: Speech) -> None:
-    clips, batch, lengths = padded_batch(speech, fitted_codec)
-    encoded = fitted_codec.encode(batch, lengths=lengths)
+def test_padded_batch_gives_the_codes_of_each_item_alone(any_decoder_codec: Codec, speech: Speech) -> None:
+    clips, batch, lengths = padded_batch(speech, any_decoder_codec)
+    encoded = any_decoder_codec.encode(batch, lengths=lengths)
     for i, clip in enumerate(clips):
-        alone = fitted_codec.encode(clip)
+        alone = any_decoder_codec.encode(clip)
         frames = alone.codes.shape[-1]
         assert int(encoded.frame_lengths[i]) == frames
         assert torch.equal(encoded.codes[i, :, :frames], alone.codes[0]), f"item {i} codes differ"
@@ -232,13 +232,13 @@ def test_garbage_in_the_padding_does_not_change_the_codes(fitted_codec: Codec, s
     assert torch.equal(fitted_codec.encode(garbage, lengths=lengths).codes, clean_codes)
 
 
-def test_padded_batch_decodes_each_item_to_its_length(fitted_codec: Codec, speech: Speech) -> None:
-    clips, batch, lengths = padded_batch(speech, fitted_codec)
-    decoded = fitted_codec.decode(fitted_codec.encode(batch, lengths=lengths))
+def test_padded_batch_decodes_each_item_to_its_length(any_decoder_codec: Codec, speech: Speech) -> None:
+    clips, batch, lengths = padded_batch(speech, any_decoder_codec)
+    decoded = any_decoder_codec.decode(any_decoder_codec.encode(batch, lengths=lengths))
     assert decoded.shape == batch.shape
     for i, clip in enumerate(clips):
         n = clip.shape[-1]
-        alone = fitted_codec.decode(fitted_codec.encode(clip))
+        alone = any_decoder_codec.decode(any_decoder_codec.encode(clip))
         torch.testing.assert_close(decoded[i, :, :n], alone[0], atol=1e-5, rtol=0)
         assert not decoded[i, :, n:].any(), "samples past an item's length must be zero"
 
@@ -359,30 +359,30 @@ def test_inference_layout_gives_the_training_layouts_numbers(preset: str, speech
 
 
 # ----- training pass ---------------------------------------------------------------------------
-def test_training_pass_reconstructs_and_trains_encoder_and_decoder(fitted_codec: Codec, speech: Speech) -> None:
-    fitted_codec.train()
-    wav = speech(fitted_codec.sample_rate, index=1, seconds=0.1)
-    out = fitted_codec(wav)
+def test_training_pass_reconstructs_and_trains_encoder_and_decoder(any_decoder_codec: Codec, speech: Speech) -> None:
+    any_decoder_codec.train()
+    wav = speech(any_decoder_codec.sample_rate, index=1, seconds=0.1)
+    out = any_decoder_codec(wav)
     assert out.wav_hat.shape == wav.shape
     loss = torch.nn.functional.mse_loss(out.wav_hat, wav) + out.quantizer.commitment_loss
     loss.backward()
-    for part in (fitted_codec.encoder, fitted_codec.decoder):
+    for part in (any_decoder_codec.encoder, any_decoder_codec.decoder):
         grads = [p.grad for p in part.parameters() if p.requires_grad]
         assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
         assert sum(float(g.abs().sum()) for g in grads) > 0
 
 
 # ----- persistence -----------------------------------------------------------------------------
-def test_save_and_load_round_trip(fitted_codec: Codec, speech: Speech, tmp_path: Path) -> None:
-    fitted_codec.save_pretrained(tmp_path / "model")
+def test_save_and_load_round_trip(any_decoder_codec: Codec, speech: Speech, tmp_path: Path) -> None:
+    any_decoder_codec.save_pretrained(tmp_path / "model")
     loaded = Codec.from_pretrained(tmp_path / "model")
     assert not loaded.training
-    assert loaded.config == fitted_codec.config
-    assert loaded.model_id == fitted_codec.model_id
-    wav = speech(fitted_codec.sample_rate, index=2, seconds=0.2)
-    encoded, loaded_encoded = fitted_codec.encode(wav), loaded.encode(wav)
+    assert loaded.config == any_decoder_codec.config
+    assert loaded.model_id == any_decoder_codec.model_id
+    wav = speech(any_decoder_codec.sample_rate, index=2, seconds=0.2)
+    encoded, loaded_encoded = any_decoder_codec.encode(wav), loaded.encode(wav)
     assert torch.equal(loaded_encoded.codes, encoded.codes)
-    assert torch.equal(loaded.decode(loaded_encoded), fitted_codec.decode(encoded))
+    assert torch.equal(loaded.decode(loaded_encoded), any_decoder_codec.decode(encoded))
 
 
 def test_half_precision_save_loads_as_float32_with_the_recorded_id(fitted_codec: Codec, speech: Speech,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -160,5 +161,50 @@ def test_overrides_parse_yaml_values() -> None:
 
 
 def test_shipped_configs_load() -> None:
-    for path in sorted((ROOT / "configs").glob("*.yaml")):
+    for path in sorted((ROOT / "configs").glob("**/*.yaml")):
         load_yaml(TrainConfig, path)
+
+
+def test_istft_decoder_trains_with_log_mel_and_without_critics(tmp_path: Path) -> None:
+    config = tiny(**{"model.decoder": "istft", "model.decoder_dim": 16, "model.decoder_layers": 2, "model.n_fft": 16,
+                     "loss.mel_kind": "log_mel", "loss.l1": 0.0, "loss.mel_windows": [32, 64, 128],
+                     "loss.mel_bins": [5, 10, 20], "disc.kinds": [], "steps": 4, "checkpoint_every": 2})
+    exported = train(config, tmp_path / "run", quiet=True)
+    model = Codec.from_pretrained(exported)
+    assert model.config.decoder == "istft"
+    assert train(config, tmp_path / "run", resume=True, quiet=True) == exported  # resumes with the idle critic optimizer
+
+
+def test_mrd_critic_trains_the_istft_decoder(tmp_path: Path) -> None:
+    config = tiny(**{"model.decoder": "istft", "model.decoder_dim": 16, "model.decoder_layers": 2, "model.n_fft": 16,
+                     "disc.kinds": ["mrd"], "disc.mrd_windows": [256, 128], "disc.mrd_channels": 4,
+                     "steps": 3, "log_every": 1})
+    before = Codec(config.model)
+    exported = train(config, tmp_path / "run", quiet=True)
+    after = Codec.from_pretrained(exported)
+    changed = [k for k, v in after.decoder.state_dict().items() if not torch.equal(v, before.decoder.state_dict()[k])]
+    assert changed
+
+
+def _snapshots(run: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (run / "snapshots" / "index.jsonl").read_text().splitlines()]
+
+
+def test_cpu_budget_ends_the_run_and_snapshots_follow_cpu_time(tmp_path: Path) -> None:
+    """The run stops once its CPU seconds reach the budget; a resume with a larger one continues the count."""
+    run = tmp_path / "run"
+    train(tiny(steps=100_000, cpu_budget_s=2.0, snapshot_every_cpu_s=0.5, checkpoint_every=100_000), run, quiet=True)
+    first = _snapshots(run)
+    assert len(first) >= 3 and first[-1]["cpu_s"] <= 2.0
+    assert all(a["cpu_s"] < b["cpu_s"] and a["step"] < b["step"] for a, b in itertools.pairwise(first))
+    for record in first:
+        assert Codec.from_pretrained(run / "snapshots" / record["snapshot"]).config.name == "codec-tiny"
+    stopped_at = int(max((run / "checkpoints").iterdir()).name.split("-")[1])
+    assert stopped_at < 100_000
+    train(tiny(steps=100_000, cpu_budget_s=3.0, snapshot_every_cpu_s=0.5, checkpoint_every=100_000), run,
+          resume=True, quiet=True)
+    later = _snapshots(run)[len(first):]
+    assert later and later[0]["cpu_s"] > first[-1]["cpu_s"] and later[0]["step"] > stopped_at
+    assert int(max((run / "checkpoints").iterdir()).name.split("-")[1]) > stopped_at

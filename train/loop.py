@@ -210,7 +210,10 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     generator_params = [*model.parameters(), *(semantic.head.parameters() if semantic else [])]
     betas = config.optim.betas
     opt_g = torch.optim.AdamW(generator_params, config.optim.lr, betas, weight_decay=config.optim.weight_decay)
-    opt_d = torch.optim.AdamW(disc.parameters(), config.optim.disc_lr, betas, weight_decay=config.optim.weight_decay)
+    # Without critics (disc.kinds: []) the optimizer idles over one unused scalar: torch refuses an empty
+    # optimizer, and this way every run prepares and checkpoints the same parts.
+    disc_params = list(disc.parameters()) or [torch.nn.Parameter(torch.zeros(1))]
+    opt_d = torch.optim.AdamW(disc_params, config.optim.disc_lr, betas, weight_decay=config.optim.weight_decay)
     factor = lr_factor(config.optim, config.steps)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
@@ -315,7 +318,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
                 scalars |= {"loss/commitment": float(commitment.detach()), "grad_norm": float(grad_norm),
                             "lr": sched_g.get_last_lr()[0], "audio_s_per_s": rate, "cpu_s": progress.cpu_s}
                 if d_loss is not None:
-                    scalars["loss/discriminator"] = float(d_loss)
+                    scalars["loss/discriminator"] = float(d_loss.detach())
                 scalars |= {f"share/{k}": v for k, v in balancer.last_shares.items()}
                 if semantic and loss.balancer:
                     scalars["share/semantic"] = semantic.last_share
@@ -353,8 +356,8 @@ class CPUClock:
     ``time.process_time`` sums the CPU time of every thread of this process,
     so two runs at equal ``cpu_s`` had equal compute however busy the machine
     was (data workers are other processes: run budgeted comparisons with
-    ``data.num_workers: 0``). Snapshots go to ``run_dir/snapshots/cpu-NNNNNNs``
-    with a line per snapshot in ``run_dir/snapshots/index.jsonl``.
+    ``data.num_workers: 0``). Snapshots go to ``run_dir/snapshots/cpu-<mark>s``
+    with a line per snapshot in ``run_dir/snapshots/index.jsonl`` (its mark, the exact CPU seconds and the step).
     """
 
     def __init__(self, progress: Progress, config: TrainConfig, run_dir: Path | None) -> None:
@@ -373,11 +376,11 @@ class CPUClock:
         every = self.config.snapshot_every_cpu_s
         if not every or self.run_dir is None or int(self.progress.cpu_s // every) == int(before // every):
             return
-        mark = int(self.progress.cpu_s // every * every)
-        folder = self.run_dir / "snapshots"
-        codec.save_pretrained(folder / f"cpu-{mark:06d}s")
+        mark = round(self.progress.cpu_s // every * every, 3)
+        folder, name = self.run_dir / "snapshots", f"cpu-{mark:g}s"
+        codec.save_pretrained(folder / name)
         record = {"cpu_s": mark, "cpu_s_at_save": round(self.progress.cpu_s, 1), "step": self.progress.step,
-                  "snapshot": f"cpu-{mark:06d}s"}
+                  "snapshot": name}
         with open(folder / "index.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
