@@ -58,3 +58,14 @@ def test_speed_table_ratios() -> None:
               ("libopus", 1): bench.Speed(50.0, 400.0)}
     table = bench.speed_table(speeds, bench.REFERENCE_SPEC)
     assert "| m | 1 | 10.0 | 20.0 | 0.200 | 0.050 | 2.00 | 4.00 |" in table
+
+
+def test_critic_costs_time_every_critic_and_generator() -> None:
+    from train.bench import critic_costs
+
+    rows = critic_costs(batch_size=1, segment_s=0.2, repeats=1)
+    names = [name for name, _, _ in rows]
+    assert [n.split()[1] for n in names] == ["msd", "mpd", "msstft", "mrd", "mrd", "seanet", "istft"]
+    assert all(params > 0 and seconds > 0 for _, params, seconds in rows)
+    mrd_16, mrd_32 = rows[3][1], rows[4][1]
+    assert mrd_32 > 3 * mrd_16  # the middle convolutions grow with the square of the channels

@@ -1,17 +1,25 @@
 """Training throughput of the real loop, in audio-seconds per second of compute.
 
     python -m train.bench [--steps 6] [--threads 2] [--batch-size 8]
+    python -m train.bench --critics [--threads 1] [--batch-size 8]
 
 For each config it times ``train()`` for ``w`` and ``w + steps`` steps on
 generated audio and divides the difference, so set-up and warm-up are
 excluded. The 16 kHz CPU recipe is timed with and without its adversarial
 phase, and the EnCodec-24k-sized config on the same loop, batch and crop
 length, so the ratio between them is printed from one run.
+
+``--critics`` instead times, in CPU seconds of this process (so other work
+on the machine does not inflate it), one forward and backward pass of each
+critic of the recipe configs (``configs/recipes``) on a batch of real and
+generated audio, next to one training pass of each generator: what an
+adversarial step costs beyond the reconstruction step.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -51,13 +59,70 @@ def time_per_step(config_path: Path, overrides: dict, steps: int, warmup: int = 
     return (elapsed[1] - elapsed[0]) / steps
 
 
+def _cpu_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: allocations, weight-norm set-up
+    start = time.process_time()
+    for _ in range(repeats):
+        fn()
+    return (time.process_time() - start) / repeats
+
+
+def critic_costs(batch_size: int, segment_s: float, repeats: int = 3) -> list[tuple[str, float, float]]:
+    """``(name, parameters in millions, CPU seconds per forward + backward)`` of each critic and generator."""
+    import torch
+
+    from codec.model import Codec
+    from train.discriminators import Discriminators
+
+    recipes = CONFIGS / "recipes"
+    cpu_recipe = load_yaml(TrainConfig, recipes / "a_current.yaml")
+    mrd_recipe = load_yaml(TrainConfig, recipes / "d_istft_mrd.yaml")
+    rate = cpu_recipe.model.sample_rate
+    wav = 0.1 * torch.randn(batch_size, 1, int(segment_s * rate), generator=torch.Generator().manual_seed(0))
+    rows = []
+    critics = [
+        ("critic msd (3 scales, CPU channels)", dataclasses.replace(cpu_recipe.disc, kinds=("msd",))),
+        ("critic mpd (5 periods, CPU channels)", dataclasses.replace(cpu_recipe.disc, kinds=("mpd",))),
+        ("critic msstft (5 windows, 32 filters)", dataclasses.replace(cpu_recipe.disc, kinds=("msstft",))),
+        ("critic mrd (3 windows, 16 channels)", mrd_recipe.disc),
+        ("critic mrd (3 windows, 32 channels: DAC)", dataclasses.replace(mrd_recipe.disc, mrd_channels=32)),
+    ]
+    for name, disc_config in critics:
+        disc = Discriminators(disc_config)
+        both = torch.cat([wav, wav]).requires_grad_()  # real and generated, as the loop's critic step
+
+        def step(disc=disc, both=both) -> None:
+            sum(logits.mean() for logits, _ in disc(both)).backward()
+
+        rows.append((name, sum(p.numel() for p in disc.parameters()) / 1e6, _cpu_seconds(step, repeats)))
+    for name, model_config in [("generator seanet (a, b)", cpu_recipe.model), ("generator istft (c, d)", mrd_recipe.model)]:
+        model = Codec(model_config).train()
+        model(wav)  # k-means initialisation, once
+
+        def step(model=model) -> None:
+            model(wav).wav_hat.abs().mean().backward()
+
+        rows.append((name, sum(p.numel() for p in model.parameters()) / 1e6, _cpu_seconds(step, repeats)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (fewer make the difference noisy)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--segment-s", type=float, default=1.0)
+    parser.add_argument("--critics", action="store_true", help="CPU cost of each critic and generator pass")
     args = parser.parse_args()
+    if args.critics:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(f"forward + backward, batch {args.batch_size} x {args.segment_s} s ({args.threads} thread(s), "
+              "critics on real + generated = twice the batch), CPU seconds of this process")
+        for name, params, seconds in critic_costs(args.batch_size, args.segment_s):
+            print(f"{name:42s} {params:6.2f} M {seconds:7.2f} CPU s")
+        return
     common = {"threads": args.threads, "batch_size": args.batch_size, "data.segment_s": args.segment_s}
     cases = [
         ("speech16k, reconstruction phase", "speech16k.yaml", {"disc.start_step": 10**9}),
