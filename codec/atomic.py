@@ -5,16 +5,31 @@ manifests) is written to a temporary file in the destination's folder and
 renamed over the destination only once it is complete; on any failure,
 Ctrl-C included, the temporary file is removed and the destination is left
 as it was.
+
+Outputs go only to regular files or new paths. A directory, device, FIFO or
+socket at the destination is refused by name; a symbolic link is followed and
+its target replaced (as ``cp`` does), so the link stays. A replaced file keeps
+its permission bits. Temporary files carry the writer's process id; those of a
+process that no longer runs (killed with ``kill -9``) are removed by the next
+write to the same destination.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from codec.errors import OutputError
+
+#: errno values of a write that fails for lack of room (reported as :class:`OutputError`).
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+_TMP_SUFFIX = ".tmp"
 
 
 def _default_mode() -> int:
@@ -23,19 +38,114 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
+def _kind(mode: int) -> str:
+    """A person's name for the file type in ``mode`` (anything but a regular file)."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def output_target(path: str | Path) -> Path:
+    """The file a write to ``path`` replaces: ``path`` with every symbolic link followed."""
+    return Path(os.path.realpath(path))
+
+
+def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """Checks that ``path`` may be written; returns the file that will be replaced (links followed).
+
+    Args:
+        path: The destination.
+        inputs: Files the command reads; the destination must be none of them
+            (compared by device and inode, so also through links).
+
+    Raises:
+        OutputError: If the destination is a directory, device, FIFO or socket,
+            its folder does not exist, or it is one of ``inputs``.
+    """
+    target = output_target(path)
+    if not target.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {target.parent} does not exist")
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return target
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputError(f"cannot write {path}: it is {_kind(info.st_mode)}; give the path of a regular file")
+    for source in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samestat(info, os.stat(source)):
+                raise OutputError(f"output {path} is the input {source}; write to another file")
+    return target
+
+
+def _owner_alive(tmp: Path, name: str) -> bool:
+    """Whether the process that created the temporary file ``tmp`` of ``name`` still runs."""
+    pid_text = tmp.name[len(f".{name}.") :].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return True  # not one of ours: leave it
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Removes temporary files of ``target`` left by writers that no longer run; returns them."""
+    removed = []
+    for tmp in target.parent.glob(f".{glob_escape(target.name)}.*{_TMP_SUFFIX}"):
+        if not _owner_alive(tmp, target.name):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with the glob characters ``*?[`` quoted."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
-    """Yields a temporary path next to ``path``; renames it onto ``path`` if the block succeeds.
+    """Yields a temporary path next to ``path``'s target; renames it onto the target if the block succeeds.
 
-    The file gets the permissions a plain ``open(path, "w")`` would give it.
+    The file gets the permission bits of the file it replaces, or those a
+    plain ``open(path, "w")`` would give a new file.
+
+    Raises:
+        OutputError: If the destination cannot be written (see :func:`check_output`),
+            or the disk is full or read-only.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = check_output(path)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = _default_mode()
+    remove_stale_temporaries(target)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}-", suffix=_TMP_SUFFIX)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror} in {target.parent}") from None
     os.close(fd)
     try:
-        yield tmp
-        os.chmod(tmp, _default_mode())  # after writing: some writers recreate the file with mode 0600
-        os.replace(tmp, path)
+        try:
+            yield tmp
+        except OSError as e:
+            if e.errno in _FULL_ERRNOS:
+                raise OutputError(f"cannot write {path}: {e.strerror}") from None
+            raise
+        try:
+            os.chmod(tmp, mode)  # after writing: some writers recreate the file with mode 0600
+            os.replace(tmp, target)
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {e.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
