@@ -11,7 +11,7 @@ socket at the destination is refused by name; a symbolic link is followed and
 its target replaced (as ``cp`` does), so the link stays. A replaced file keeps
 its permission bits. Temporary files carry the writer's process id; those of a
 process that no longer runs (killed with ``kill -9``) are removed by the next
-write to the same destination.
+process that writes into the same folder.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -82,13 +83,16 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
     return target
 
 
-def _owner_alive(tmp: Path, name: str) -> bool:
-    """Whether the process that created the temporary file ``tmp`` of ``name`` still runs."""
-    pid_text = tmp.name[len(f".{name}.") :].split("-", 1)[0]
-    if not pid_text.isdigit():
-        return True  # not one of ours: leave it
+#: Name of a temporary file of this module: ``.{target name}.{pid}-{random}.tmp``.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-[A-Za-z0-9_]+\.tmp$")
+#: Folders already swept for stale temporary files by this process (one directory scan each).
+_SWEPT: set[Path] = set()
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine."""
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
@@ -96,20 +100,32 @@ def _owner_alive(tmp: Path, name: str) -> bool:
     return True
 
 
-def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Removes temporary files of ``target`` left by writers that no longer run; returns them."""
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Removes the temporary files in ``folder`` of writers that no longer run; returns them.
+
+    Only names of this module's pattern are touched, and only when their
+    process id is not running: a concurrent writer's file is left alone.
+    """
     removed = []
-    for tmp in target.parent.glob(f".{glob_escape(target.name)}.*{_TMP_SUFFIX}"):
-        if not _owner_alive(tmp, target.name):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-                removed.append(tmp)
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMPORARY.match(entry.name)
+            if match and not _running(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
     return removed
 
 
-def glob_escape(name: str) -> str:
-    """``name`` with the glob characters ``*?[`` quoted."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+def _sweep_once(folder: Path) -> None:
+    """:func:`remove_stale_temporaries` on the first write of this process into ``folder``.
+
+    Once per folder, so that writing many files into one folder (token shards,
+    cached teacher targets) costs one directory scan, not one per file.
+    """
+    if folder not in _SWEPT:
+        remove_stale_temporaries(folder)
+        _SWEPT.add(folder)
 
 
 @contextlib.contextmanager
@@ -128,7 +144,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = _default_mode()
-    remove_stale_temporaries(target)
+    _sweep_once(target.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}-", suffix=_TMP_SUFFIX)
     except OSError as e:

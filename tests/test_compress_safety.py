@@ -268,3 +268,16 @@ def test_output_checks_are_those_of_every_atomic_write(tmp_path: Path) -> None:
     atomic.write_json(tmp_path / "a.json", {"a": 1})
     with pytest.raises(atomic.OutputError, match="is the input"):
         atomic.check_output(tmp_path / "a.json", [tmp_path / "a.json"])
+
+
+def test_a_folder_is_swept_for_stale_temporaries_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swept = []
+    real = atomic.remove_stale_temporaries
+    monkeypatch.setattr(atomic, "remove_stale_temporaries", lambda folder: swept.append(folder) or real(folder))
+    stale = tmp_path / f".b.json.{_dead_pid()}-xyz.tmp"
+    stale.write_text("partial")
+    for name in ("a.json", "b.json", "c.json"):
+        atomic.write_json(tmp_path / name, {})
+    assert swept == [tmp_path] and not stale.exists()
