@@ -21,6 +21,11 @@ from codec.errors import InputError
 
 #: Output formats chosen from the file extension, with their default subtype.
 WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+#: Highest sample rate each format can be written at. FLAC frame headers code rates above 65,535 Hz
+#: only in steps of 10 Hz up to 655,350 Hz (FLAC format specification, "sample rate" bits); the
+#: Vorbis encoder of libsndfile 1.2 crashes the process above 200,000 Hz (measured), so OGG stops at
+#: 192,000 Hz, the highest rate of its setup tables; WAV stores the rate in 32 bits.
+MAX_WRITE_RATES_HZ = {"WAV": (1 << 32) - 1, "FLAC": 655_350, "OGG": 192_000}
 
 
 def resample(wav: Tensor, orig_rate: int, target_rate: int) -> Tensor:
@@ -30,6 +35,19 @@ def resample(wav: Tensor, orig_rate: int, target_rate: int) -> Tensor:
     if orig_rate == target_rate:
         return wav
     return AF.resample(wav, orig_rate, target_rate)
+
+
+def check_write_rate(fmt: str, sample_rate: int, path: str | Path) -> None:
+    """Refuses a sample rate that the output format ``fmt`` (a :data:`WRITE_FORMATS` name) cannot hold.
+
+    Raises:
+        InputError: Naming the rate, the format's limit and what to do.
+    """
+    limit = MAX_WRITE_RATES_HZ[fmt]
+    odd_flac = fmt == "FLAC" and sample_rate > 65_535 and sample_rate % 10
+    if sample_rate > limit or odd_flac:
+        what = f"rates up to {limit} Hz" + (" (above 65535 Hz only multiples of 10)" if fmt == "FLAC" else "")
+        raise InputError(f"cannot write {path} at {sample_rate} Hz: {fmt} holds {what}; write a .wav file instead")
 
 
 def read_info(path: str | Path) -> sf._SoundFileInfo:
@@ -87,6 +105,7 @@ def save(path: str | Path, wav: Tensor, sample_rate: int, subtype: str | None = 
         raise InputError(f"cannot choose an audio format for {path.name}; use one of {', '.join(WRITE_FORMATS)}")
     if wav.dim() != 2:
         raise InputError(f"expected audio shaped [C, T] to save, got {tuple(wav.shape)}")
+    check_write_rate(fmt[0], sample_rate, path)
     data = wav.detach().float().clamp(-1, 1).cpu().numpy().T  # [T, C]
     with atomic_path(path) as tmp:
         sf.write(tmp, data, sample_rate, format=fmt[0], subtype=subtype or fmt[1])

@@ -36,11 +36,20 @@ _FLAG_ENTROPY = 1
 _DIGEST_BYTES = 8
 #: Most channels a file holds (as in FLAC): decoding work per chunk is bounded by the header.
 MAX_CHANNELS = 8
+#: Highest sample rate (original and model) a file records.
+MAX_SAMPLE_RATE = 1 << 20
 #: Most model-rate samples per channel in one chunk (16.4 s at 16 kHz), which bounds decoding memory.
 MAX_CHUNK_SAMPLES = 1 << 18
+#: Most model-rate samples in one chunk over all its channels: what one decoding step holds in
+#: memory. One-second chunks of 8 channels at 48 kHz (EnCodec's and DAC's highest model rates) take
+#: 384,000; decoding 2^19 samples with the bundled model peaks near 1 GB.
+MAX_CHUNK_CHANNEL_SAMPLES = 1 << 19
+#: Largest read made at once; longer fields are read piece by piece, so memory follows the bytes
+#: actually present, whatever length a damaged field claims.
+_READ_PIECE_BYTES = 1 << 20
 #: Inclusive upper bounds of the numeric header fields (all must be at least 1).
 _LIMITS = {
-    "sample_rate": 1 << 20, "model_sample_rate": 1 << 20, "channels": MAX_CHANNELS, "num_samples": 1 << 48,
+    "sample_rate": MAX_SAMPLE_RATE, "model_sample_rate": MAX_SAMPLE_RATE, "channels": MAX_CHANNELS, "num_samples": 1 << 48,
     "hop_length": MAX_CHUNK_SAMPLES, "frames_per_chunk": MAX_CHUNK_SAMPLES, "n_q": 255, "codebook_size": 1 << 16,
 }
 _MAX_VARINT_BYTES = 5  # enough for 32-bit values
@@ -95,6 +104,11 @@ class Header:
             raise FormatError(
                 f"chunks of {self.frames_per_chunk} frames of {self.hop_length} samples exceed "
                 f"{MAX_CHUNK_SAMPLES} samples"
+            )
+        if self.channels * self.frames_per_chunk * self.hop_length > MAX_CHUNK_CHANNEL_SAMPLES:
+            raise FormatError(
+                f"chunks of {self.channels} channels x {self.frames_per_chunk} frames x {self.hop_length} samples "
+                f"exceed the decoder's budget of {MAX_CHUNK_CHANNEL_SAMPLES} samples"
             )
         if self.num_chunks >= 1 << 32:
             raise FormatError(f"{self.num_chunks} chunks are more than the format allows")
@@ -232,10 +246,35 @@ def _chunk_crc(index: int, head: bytes, payload: bytes) -> int:
 
 # ----- reading ------------------------------------------------------------------------------------
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
-    data = f.read(n)
-    if len(data) != n:
+    """Reads ``n`` bytes, or raises :class:`FormatError` naming ``what`` if the file ends first.
+
+    A long read is checked against the bytes left in a seekable file before
+    anything is read, and made in pieces, so a length field claiming more than
+    the file holds costs no memory.
+    """
+    if n > _READ_PIECE_BYTES and _bytes_left(f) < n:
         raise FormatError(f"the file is truncated: it ends inside {what}")
-    return data
+    pieces, left = [], n
+    while left:
+        piece = f.read(min(left, _READ_PIECE_BYTES))
+        if not piece:
+            raise FormatError(f"the file is truncated: it ends inside {what}")
+        pieces.append(piece)
+        left -= len(piece)
+    return b"".join(pieces)
+
+
+def _bytes_left(f: BinaryIO) -> float:
+    """Bytes between the position of ``f`` and its end (infinite for a stream that cannot seek)."""
+    try:
+        if not f.seekable():
+            return math.inf
+        position = f.tell()
+        end = f.seek(0, 2)
+        f.seek(position)
+    except (OSError, ValueError):
+        return math.inf
+    return end - position
 
 
 def read_header(f: BinaryIO) -> Header:

@@ -3,14 +3,23 @@
 Each feature module contributes its sub-commands through a function
 ``register(subparsers)`` that adds parsers whose ``func`` default takes the
 parsed arguments and returns an exit code. User errors (:class:`CodecError`)
-print one line and exit with status 2, never a traceback.
+and operating-system errors (a full disk, a missing permission) print one
+line and exit with status 2, never a traceback. SIGTERM unwinds like Ctrl-C,
+so temporary files are removed (exit status 143); a closed pipe on standard
+output (``codec decompress x.rvq - | head -c1``) ends quietly with status 141,
+as a process killed by SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import NoReturn
 
 from codec.errors import CodecError
@@ -34,6 +43,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit statuses of a process ended by SIGTERM and by SIGPIPE (128 + signal number).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that ``finally`` blocks remove temporary files."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turns SIGTERM into :class:`Terminated` while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """Points standard output at /dev/null so the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = build_parser()
@@ -42,13 +85,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except CodecError as e:
         print(f"codec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        print(f"codec {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"codec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"codec {args.command}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 def run_module(command: str) -> NoReturn:

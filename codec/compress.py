@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -41,12 +42,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from codec import bitstream
-from codec.atomic import atomic_path
-from codec.audio import WRITE_FORMATS
+from codec.atomic import atomic_path, check_output, output_target
+from codec.audio import WRITE_FORMATS, check_write_rate
 from codec.bitstream import Header
 from codec.chunked_resample import ChunkedResampler
 from codec.entropy import EntropyTables, decode_codes, encode_codes
-from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
+from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError, OutputError
 from codec.model import CONFIG_FILE, PRETRAINED_DIR, Codec, pretrained_names
 
 #: Bundled model used when no ``--model`` is given.
@@ -148,20 +149,45 @@ def _model_for_file(header: Header, model: LoadedModel | Codec | str | Path | No
 
 # ----- files --------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _atomic_output(dst: str | Path) -> Iterator[str]:
-    """Yields a temporary path that replaces ``dst`` (or goes to stdout for ``-``) on success only."""
+def _atomic_output(dst: str | Path, inputs: tuple[str | Path, ...] = ()) -> Iterator[str]:
+    """Yields a temporary path that replaces ``dst`` (or goes to stdout for ``-``) on success only.
+
+    Raises:
+        OutputError: If ``dst`` is one of ``inputs``, a directory or a special file
+            (:func:`codec.atomic.check_output`), or cannot be written.
+    """
     if str(dst) != STDIO:
-        directory = Path(dst).resolve().parent
-        if not directory.is_dir():
-            raise InputError(f"cannot write {dst}: directory {directory} does not exist")
+        check_output(dst, [i for i in inputs if str(i) != STDIO])
         with atomic_path(dst) as tmp:
             yield tmp
         return
-    with atomic_path(Path(tempfile.gettempdir()) / "codec-stdout") as tmp:
+    stdout = _stdout()
+    fd, tmp = tempfile.mkstemp(prefix="codec-stdout-")  # private (mode 0600), removed whatever happens
+    os.close(fd)
+    try:
         yield tmp
         with open(tmp, "rb") as f:
-            shutil.copyfileobj(f, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+            shutil.copyfileobj(f, stdout)
+        stdout.flush()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _stdout() -> BinaryIO:
+    """Standard output as bytes; :class:`OutputError` if it was closed when the program started."""
+    if sys.stdout is None:
+        raise OutputError("standard output is closed; give an output file instead of -")
+    return sys.stdout.buffer
+
+
+def _check_input(src: str | Path, what: str) -> None:
+    """Raises :class:`InputError` if ``src`` does not exist or is a directory."""
+    path = Path(src)
+    if path.is_dir():
+        raise InputError(f"{what} {src} is a directory; give a file")
+    if not path.exists():
+        raise InputError(f"{what} {src} does not exist")
 
 
 @contextlib.contextmanager
@@ -170,8 +196,7 @@ def _open_binary(src: str | Path) -> Iterator[BinaryIO]:
     if str(src) == STDIO:
         yield sys.stdin.buffer
         return
-    if not Path(src).is_file():
-        raise InputError(f"compressed file {src} does not exist")
+    _check_input(src, "compressed file")
     with open(src, "rb") as f:
         yield f
 
@@ -196,18 +221,25 @@ def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
         if str(src) == STDIO:
             source = stack.enter_context(tempfile.TemporaryFile())
             shutil.copyfileobj(sys.stdin.buffer, source)
+            if not source.tell():
+                raise InputError("standard input is empty; pipe audio into it or give an audio file")
             source.seek(0)
             name = "standard input"
         else:
-            if not Path(src).is_file():
-                raise InputError(f"audio file {src} does not exist")
+            _check_input(src, "audio file")
             source, name = str(src), str(src)
         try:
             sound = stack.enter_context(_ForwardReader(source))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise InputError(f"cannot read audio from {name}: {e}") from None
+            reason = getattr(e, "error_string", None) or str(e)
+            raise InputError(f"cannot read audio from {name}: {reason}") from None
         if sound.frames == 0:
             raise InputError(f"audio from {name} holds no samples")
+        if sound.samplerate > bitstream.MAX_SAMPLE_RATE:
+            raise InputError(
+                f"audio from {name} is at {sound.samplerate} Hz; the format holds rates up to "
+                f"{bitstream.MAX_SAMPLE_RATE} Hz: resample it first"
+            )
         if sound.channels > bitstream.MAX_CHANNELS:
             raise InputError(
                 f"audio from {name} has {sound.channels} channels; the format holds 1 to {bitstream.MAX_CHANNELS}: "
@@ -236,9 +268,11 @@ def _progress(seconds: float | None, enabled: bool) -> tqdm:
 
 
 # ----- encoding -----------------------------------------------------------------------------------
-def frames_per_chunk(codec: Codec) -> int:
-    """Frames in one chunk: one second's worth (within the format's limit on chunk length)."""
-    return max(1, min(round(codec.frame_rate_hz), bitstream.MAX_CHUNK_SAMPLES // codec.hop_length))
+def frames_per_chunk(codec: Codec, channels: int = 1) -> int:
+    """Frames in one chunk of ``channels`` channels: one second's worth, within the format's chunk limits."""
+    hop = codec.hop_length
+    limit = min(bitstream.MAX_CHUNK_SAMPLES // hop, bitstream.MAX_CHUNK_CHANNEL_SAMPLES // (channels * hop))
+    return max(1, min(round(codec.frame_rate_hz), limit))
 
 
 def encode_chunks(
@@ -326,8 +360,8 @@ def compress(
         raise InputError(f"compress needs a model of a mono network; {loaded.name!r} takes {codec.config.channels}")
     n_q = codec.n_q_for_bandwidth(bandwidth_kbps)
     tables = loaded.tables if entropy_coding else None
-    chunk_frames = frames_per_chunk(codec)
-    with _open_audio(src) as sound, tempfile.TemporaryFile() as body, _atomic_output(dst) as tmp:
+    with _open_audio(src) as sound, tempfile.TemporaryFile() as body, _atomic_output(dst, (src,)) as tmp:
+        chunk_frames = frames_per_chunk(codec, sound.channels)
         counter, num_frames = [0], 0
         known = sound.frames < _UNKNOWN_FRAMES
         with _progress(sound.frames / sound.samplerate if known else None, progress) as bar:
@@ -441,15 +475,28 @@ def decompress(
     fmt, subtype = _output_format(dst)
     with _open_binary(src) as f:
         header = bitstream.read_header(f)
+        check_write_rate(fmt, header.sample_rate, "standard output" if str(dst) == STDIO else dst)
         loaded = _model_for_file(header, model)
         with (
-            _atomic_output(dst) as tmp,
+            _atomic_output(dst, (src,)) as tmp,
             _progress(header.duration_s, progress) as bar,
+            _writing(dst),
             sf.SoundFile(tmp, "w", header.sample_rate, header.channels, subtype, format=fmt) as out,
         ):
             for block in decode_stream(f, header, loaded, bar):
                 out.write(block.clamp(-1, 1).T.numpy())
     return header
+
+
+@contextlib.contextmanager
+def _writing(dst: str | Path) -> Iterator[None]:
+    """Turns libsndfile's errors while writing ``dst`` into :class:`OutputError` (a full disk, mostly)."""
+    try:
+        yield
+    except sf.LibsndfileError as e:
+        folder = Path(tempfile.gettempdir() if str(dst) == STDIO else output_target(dst).parent)
+        full = shutil.disk_usage(folder).free < 1 << 20  # libsndfile reports ENOSPC as "System error."
+        raise OutputError(f"cannot write {dst}: {'no space left on the device' if full else e.error_string}") from None
 
 
 # ----- inspection and truncation ------------------------------------------------------------------
@@ -523,7 +570,7 @@ def truncate(src: str | Path, dst: str | Path, bandwidth_kbps: float) -> Header:
     with _open_binary(src) as f:
         header = bitstream.read_header(f)
         n_q = bitstream.n_q_for_bandwidth(header, bandwidth_kbps)
-        with _atomic_output(dst) as tmp, open(tmp, "wb") as out:
+        with _atomic_output(dst, (src,)) as tmp, open(tmp, "wb") as out:
             return bitstream.truncate_stream(header, f, out, n_q)
 
 

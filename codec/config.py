@@ -35,6 +35,80 @@ _ConfigLoader.add_implicit_resolver(
 
 
 @dataclasses.dataclass(frozen=True)
+class _Bound:
+    """Inclusive range of a numeric config field; ``open_low``/``open_high`` exclude an end."""
+
+    kind: type
+    low: float
+    high: float
+    open_low: bool = False
+    open_high: bool = False
+
+    def holds(self, value: float) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+#: Range of every numeric :class:`CodecConfig` field, checked before a model is built. The ends are
+#: far beyond published codecs (EnCodec: 24/48 kHz, 32 filters, dimension 128, kernels 7/7/3, n_q 32
+#: of 1024; DAC: 44.1 kHz, 64 filters, latent 1024, ratios (8, 8, 4, 2), 9 of 1024; Mimi: n_q 32 of
+#: 2048, dimension 512) yet small enough that a damaged config cannot ask for gigabytes. New fields
+#: add a row here.
+CODEC_BOUNDS: dict[str, _Bound] = {
+    "sample_rate": _Bound(int, 1, 384_000),  # the highest rate of audio interfaces (DXD)
+    "channels": _Bound(int, 1, 8),  # as many as the file format holds (codec.bitstream.MAX_CHANNELS)
+    "n_filters": _Bound(int, 1, 1024),
+    "dimension": _Bound(int, 1, 4096),
+    "kernel_size": _Bound(int, 1, 64),
+    "last_kernel_size": _Bound(int, 1, 64),
+    "residual_kernel_size": _Bound(int, 1, 64),
+    "n_residual_layers": _Bound(int, 1, 16),
+    "dilation_base": _Bound(int, 1, 16),
+    "compress": _Bound(int, 1, 64),
+    "lstm_layers": _Bound(int, 0, 8),
+    "n_q": _Bound(int, 1, 64),
+    "codebook_size": _Bound(int, 2, 65_536),  # codes are stored in 16 bits (docs/format.md)
+    "ema_decay": _Bound(float, 0.0, 1.0, open_low=True, open_high=True),
+    "epsilon": _Bound(float, 0.0, 1.0, open_low=True),
+    "kmeans_iters": _Bound(int, 0, 1000),
+    "dead_code_ratio": _Bound(float, 0.0, 1.0),
+    "quantizer_bypass": _Bound(float, 0.0, 1.0),
+    "decoder_dim": _Bound(int, 1, 4096),  # Vocos: 512 (24 kHz), 768 (its EnCodec-token model)
+    "decoder_layers": _Bound(int, 1, 64),  # Vocos: 8 and 12
+    "n_fft": _Bound(int, 1, 16_384),  # Vocos: 1024 and 1280; 4 x the largest hop
+}
+#: Strides and their product (DAC 44.1 kHz: 4 strides, hop 512; Mimi: hop 1920 with its extra downsampling).
+MAX_RATIOS, MAX_RATIO, MAX_HOP_LENGTH = 8, 64, 4096
+#: Channels of the widest convolution, ``n_filters * 2 ** len(ratios)`` (EnCodec 512, DAC 1024).
+MAX_CHANNELS_WIDEST = 4096
+#: Values in all codebooks, ``n_q * codebook_size * dimension`` (Mimi: 32 x 2048 x 256 = 16.8 M).
+MAX_CODEBOOK_VALUES = 1 << 26
+
+
+def _check_value(key: str, value: Any, bound: _Bound) -> None:
+    """Raises :class:`ConfigError` unless ``value`` is a finite number of ``bound.kind`` within ``bound``."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or (bound.kind is int and not isinstance(value, int)):
+        raise ConfigError(f"{key} must be {'an integer' if bound.kind is int else 'a number'}, got {value!r}")
+    if not math.isfinite(value) or not bound.holds(value):
+        raise ConfigError(f"{key} must be in {bound.describe()}, got {value!r}")
+
+
+def check_bounds(config: Any, bounds: dict[str, _Bound]) -> None:
+    """Checks the fields of ``config`` named in ``bounds``.
+
+    Raises:
+        ConfigError: Naming the first field out of range or of the wrong type.
+    """
+    for key, bound in bounds.items():
+        _check_value(key, getattr(config, key), bound)
+
+
+@dataclasses.dataclass(frozen=True)
 class CodecConfig:
     """Architecture and quantizer settings of a :class:`~codec.model.Codec`.
 
@@ -104,22 +178,35 @@ class CodecConfig:
     quantizer_bypass: float = 0.0
 
     def __post_init__(self) -> None:
-        positive = ("sample_rate", "channels", "n_filters", "dimension", "n_q", "codebook_size")
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
-        if not self.ratios or any(r <= 0 for r in self.ratios):
-            raise ConfigError(f"ratios must be positive integers, got {self.ratios}")
-        if not 0.0 < self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        """Checks every field against :data:`CODEC_BOUNDS` and the combined size limits.
+
+        Raises:
+            ConfigError: Naming the first field out of range (before any tensor is allocated).
+        """
+        check_bounds(self, CODEC_BOUNDS)
+        if not 1 <= len(self.ratios) <= MAX_RATIOS:
+            raise ConfigError(f"ratios must hold 1 to {MAX_RATIOS} strides, got {list(self.ratios)}")
+        for ratio in self.ratios:
+            _check_value("ratios", ratio, _Bound(int, 1, MAX_RATIO))
+        if self.hop_length > MAX_HOP_LENGTH:
+            raise ConfigError(f"ratios {list(self.ratios)} give a hop of {self.hop_length} samples; at most {MAX_HOP_LENGTH}")
+        widest = self.n_filters * 2 ** len(self.ratios)
+        if widest > MAX_CHANNELS_WIDEST:
+            raise ConfigError(
+                f"n_filters {self.n_filters} doubled over {len(self.ratios)} strides gives {widest} channels; "
+                f"at most {MAX_CHANNELS_WIDEST}"
+            )
+        entries = self.n_q * self.codebook_size * self.dimension
+        if entries > MAX_CODEBOOK_VALUES:
+            raise ConfigError(
+                f"n_q x codebook_size x dimension = {entries} codebook values; at most {MAX_CODEBOOK_VALUES}"
+            )
         if self.decoder not in ("seanet", "istft"):
             raise ConfigError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
         if self.decoder == "istft":
-            if self.decoder_dim <= 0 or self.decoder_layers <= 0:
-                raise ConfigError("decoder_dim and decoder_layers must be positive for the istft decoder")
-            if self.n_fft <= 0 or self.n_fft % self.hop_length or self.channels != 1:
+            if self.n_fft % self.hop_length or self.channels != 1:
                 raise ConfigError(
-                    f"the istft decoder needs n_fft a positive multiple of the hop length {self.hop_length} "
+                    f"the istft decoder needs n_fft a multiple of the hop length {self.hop_length} "
                     f"(got {self.n_fft}) and one channel (got {self.channels})"
                 )
 

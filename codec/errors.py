@@ -33,6 +33,14 @@ class ModelNotFoundError(CodecError, FileNotFoundError):
     """A pretrained model name or path cannot be found."""
 
 
+class ModelFileError(CodecError, ValueError):
+    """A model directory's weights are missing, unreadable, or do not fit its config."""
+
+
+class OutputError(CodecError):
+    """An output cannot be written where asked: the input itself, a directory, a device, a full disk."""
+
+
 class FormatError(CodecError):
     """A compressed file is malformed: bad magic, version, checksum or truncation."""
 

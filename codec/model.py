@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from codec import streaming as streaming_lib
 from codec.atomic import atomic_write, write_json
 from codec.config import CodecConfig, from_dict, to_dict
-from codec.errors import BandwidthError, InputError, ModelNotFoundError, SampleRateError
+from codec.errors import BandwidthError, ConfigError, InputError, ModelFileError, ModelNotFoundError, SampleRateError
 from codec.istft_decoder import ISTFTDecoder
 from codec.quantization import QuantizerOutput, ResidualVectorQuantizer
 from codec.seanet import SEANetDecoder, SEANetEncoder
@@ -316,26 +317,96 @@ class Codec(nn.Module):
 
         Raises:
             ModelNotFoundError: If neither a directory nor a bundled name matches.
+            ConfigError: If ``config.json`` is malformed or a setting out of range.
+            ModelFileError: If the weights are missing, unreadable or do not fit the config.
         """
-        path = Path(name_or_path)
-        if not (path / CONFIG_FILE).is_file():
-            bundled = PRETRAINED_DIR / str(name_or_path)
-            if not (bundled / CONFIG_FILE).is_file():
-                names = ", ".join(pretrained_names()) or "none"
-                raise ModelNotFoundError(
-                    f"no model at {str(name_or_path)!r}: not a directory with {CONFIG_FILE} and not a "
-                    f"bundled model (bundled: {names})"
-                )
-            path = bundled
-        meta = json.loads((path / CONFIG_FILE).read_text())
-        model = cls(from_dict(CodecConfig, meta["config"]))
-        tensors = load_file(path / WEIGHTS_FILE, device=map_location)
-        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-        for key in [k for k in model.state_dict() if k.endswith(TRAINING_ONLY_SUFFIX) and k not in tensors]:
-            prefix = key[: -len(TRAINING_ONLY_SUFFIX)]  # derivable: EMA sums = vectors x usage
-            tensors[key] = tensors[prefix + ".embed"] * tensors[prefix + ".cluster_size"][:, None]
+        path = _model_directory(name_or_path)
+        config = read_config(path / CONFIG_FILE)
+        with torch.device("meta"):  # shapes only: nothing is allocated before the weights are checked
+            expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+        tensors = _read_weights(path / WEIGHTS_FILE, expected, map_location)
+        model = cls(config)
         model.load_state_dict(tensors)
         return model.to(map_location).eval()
+
+
+def _model_directory(name_or_path: str | Path) -> Path:
+    """The directory of a model given by path or bundled name.
+
+    Raises:
+        ModelNotFoundError: If neither a directory nor a bundled name matches.
+    """
+    path = Path(name_or_path)
+    if (path / CONFIG_FILE).is_file():
+        return path
+    bundled = PRETRAINED_DIR / str(name_or_path)
+    if (bundled / CONFIG_FILE).is_file():
+        return bundled
+    names = ", ".join(pretrained_names()) or "none"
+    raise ModelNotFoundError(
+        f"no model at {str(name_or_path)!r}: not a directory with {CONFIG_FILE} and not a "
+        f"bundled model (bundled: {names})"
+    )
+
+
+def read_config(path: Path) -> CodecConfig:
+    """The :class:`CodecConfig` in a model's ``config.json`` (every field range-checked).
+
+    Raises:
+        ConfigError: Naming the file, if it is not JSON, has no ``config`` mapping,
+            or a field is unknown, mistyped or out of range.
+    """
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read it as JSON: {e}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise ConfigError(f'{path}: expected a JSON object with a "config" mapping (as save_pretrained writes)')
+    try:
+        return from_dict(CodecConfig, meta["config"])
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _read_weights(path: Path, expected: dict[str, tuple[int, ...]], device: str) -> dict[str, Tensor]:
+    """Reads the tensors of ``path`` after checking their names and shapes against ``expected``.
+
+    Floating tensors come back as float32; the training-only codebook sums
+    left out of a compact file are rebuilt from the codebooks.
+
+    Raises:
+        ModelFileError: Naming the file and the tensor, if the file is missing or
+            not safetensors, or a tensor is missing, unexpected or of another shape.
+    """
+    if not path.is_file():
+        raise ModelFileError(f"{path} does not exist; a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            _check_shapes(path, shapes, expected)
+            tensors = {k: f.get_tensor(k) for k in shapes}
+    except SafetensorError as e:
+        raise ModelFileError(f"{path} is not a readable safetensors file ({e}); save models with save_pretrained") from None
+    tensors = {k: (v.float() if v.is_floating_point() else v).to(device) for k, v in tensors.items()}
+    for key in [k for k in expected if k.endswith(TRAINING_ONLY_SUFFIX) and k not in tensors]:
+        prefix = key[: -len(TRAINING_ONLY_SUFFIX)]  # derivable: EMA sums = vectors x usage
+        tensors[key] = tensors[prefix + ".embed"] * tensors[prefix + ".cluster_size"][:, None]
+    return tensors
+
+
+def _check_shapes(path: Path, shapes: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> None:
+    """Raises :class:`ModelFileError` unless ``shapes`` has every tensor of ``expected`` (training-only optional)."""
+    missing = sorted(k for k in expected if k not in shapes and not k.endswith(TRAINING_ONLY_SUFFIX))
+    if missing:
+        raise ModelFileError(f"{path} lacks tensor {missing[0]!r} (and {len(missing) - 1} more) that its config needs")
+    unexpected = sorted(set(shapes) - set(expected))
+    if unexpected:
+        raise ModelFileError(f"{path} has tensor {unexpected[0]!r}, which a model of its config does not have")
+    for key, shape in shapes.items():
+        if shape != expected[key]:
+            raise ModelFileError(
+                f"{path}: tensor {key!r} has shape {list(shape)} where its config needs {list(expected[key])}"
+            )
 
 
 #: State-dict entries that only training reads (the EMA sums of the codebooks).

@@ -409,14 +409,16 @@ def output_names(paths: list[str]) -> list[Path]:
 
     Absolute paths lose their common folder, ``..`` parts are dropped, and a
     name that two paths would share (``a.flac`` and ``a.ogg``) keeps the
-    original suffix (``a.flac.wav``).
+    original suffix (``a.flac.wav``). A path with no name left (``/``,
+    ``..``) becomes ``item-N.wav`` after its line number ``N`` (from 1).
     """
     absolute = [p for p in paths if PurePath(p).is_absolute()]
     root = os.path.commonpath([str(PurePath(p).parent) for p in absolute]) if absolute else ""
     names = []
-    for p in paths:
+    for number, p in enumerate(paths, start=1):
         rel = PurePath(os.path.relpath(p, root)) if PurePath(p).is_absolute() else PurePath(p)
-        names.append(Path(*[part for part in rel.parts if part not in ("..", ".")]))
+        parts = [part for part in rel.parts if part not in ("..", ".")]
+        names.append(Path(*parts) if parts else Path(f"item-{number}"))
     stems = [n.with_suffix("") for n in names]
     shared = {s for s in stems if stems.count(s) > 1}
     return [Path(f"{n}.wav") if n.with_suffix("") in shared else n.with_suffix(".wav") for n in names]

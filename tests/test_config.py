@@ -70,7 +70,7 @@ BAD_FILES = {
     "bad-list-item": ("model:\n  ratios: [4, two]\n", r"'model\.ratios\[1\]'.*expected int"),
     "scalar-for-section": ("optim: 3\n", r"optim.*expected a mapping"),
     "bad-optional": ("note: [1]\n", r"'note'"),
-    "invalid-value": ("model:\n  n_q: 0\n", r"n_q must be positive"),
+    "invalid-value": ("model:\n  n_q: 0\n", r"n_q must be in \[1, 64\], got 0"),
     "top-level-list": ("- 1\n- 2\n", r"top level must be a mapping"),
     "malformed-yaml": ("model: [4, 2\n", r"config\.yaml"),
 }
@@ -145,8 +145,13 @@ def test_to_dict_round_trips_every_preset(preset: Callable[[], CodecConfig]) -> 
 
 @pytest.mark.parametrize(
     "changes",
-    [{"n_q": 0}, {"sample_rate": -1}, {"ratios": ()}, {"ratios": (4, 0)}, {"ema_decay": 1.0}],
-    ids=["n_q-0", "negative-rate", "no-ratios", "zero-ratio", "decay-1"],
+    [{"n_q": 0}, {"sample_rate": -1}, {"ratios": ()}, {"ratios": (4, 0)}, {"ema_decay": 1.0},
+     {"epsilon": float("nan")}, {"dilation_base": -2}, {"kernel_size": 0}, {"lstm_layers": 9},
+     {"dead_code_ratio": float("inf")}, {"n_q": 8.0}, {"codebook_size": True},
+     {"n_filters": 512, "ratios": (2, 2, 2, 2)}, {"n_q": 64, "codebook_size": 65536, "dimension": 64}],
+    ids=["n_q-0", "negative-rate", "no-ratios", "zero-ratio", "decay-1", "epsilon-nan", "negative-dilation",
+         "kernel-0", "lstm-9", "dead-code-inf", "float-n_q", "bool-codebook-size", "widest-8192-channels",
+         "codebooks-268M-values"],
 )
 def test_invalid_values_raise_config_error(changes: dict) -> None:
     with pytest.raises(ConfigError, match=next(iter(changes))):

@@ -13,8 +13,10 @@ runs); see docs/format.md for a longer run.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import tracemalloc
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +28,7 @@ from hypothesis import strategies as st
 
 from codec import bitstream, compress
 from codec.compress import LoadedModel
-from codec.errors import CodecError
+from codec.errors import CodecError, FormatError
 from codec.model import Codec
 
 MAX_EXAMPLES = int(os.environ.get("RVQ_FUZZ_EXAMPLES", "300"))
@@ -166,3 +168,61 @@ def test_damaged_files_decode_or_raise_codec_errors(
     loaded, files = valid_files
     damaged = draw.draw(_MUTATIONS[mutation](files[which]), label="damaged file")
     event(f"{mutation}: {_decode(damaged, loaded, tmp_path)}")
+
+
+# ----- crafted headers ------------------------------------------------------------------------------
+def _crafted(channels: int, hop_length: int, frames_per_chunk: int, n_q: int, claimed_bytes: int) -> bytes:
+    """A valid header (CRC included) and one chunk whose length field claims ``claimed_bytes``, then 8 bytes."""
+    name = b"crafted"
+    fixed = _FIXED.pack(bitstream.MAGIC, bitstream.FORMAT_VERSION, 0, bytes(8), bytes(8), 16000, 16000, channels,
+                        1 << 40, hop_length, frames_per_chunk, n_q, 1024, len(name))
+    head = fixed + name
+    return head + struct.pack("<I", zlib.crc32(head)) + bitstream._varint(claimed_bytes) + bytes(8)
+
+
+class _Stream(io.RawIOBase):
+    """A pipe-like stream of ``data`` that cannot seek (as standard input)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = min(len(buffer), len(self.data) - self.pos)
+        buffer[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+@pytest.mark.parametrize("source", ["file", "stream"])
+def test_a_chunk_length_beyond_the_file_costs_no_memory(source: str, tmp_path: Path) -> None:
+    largest = bitstream.MAX_CHUNK_CHANNEL_SAMPLES // bitstream.MAX_CHANNELS
+    data = _crafted(bitstream.MAX_CHANNELS, 1, largest, 255, 255 * (3 * bitstream.MAX_CHUNK_CHANNEL_SAMPLES))
+    assert len(data) < 100  # 400 MB claimed by a file of a few dozen bytes
+    path = tmp_path / "crafted.rvq"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="truncated: it ends inside chunk 0"):
+            if source == "file":
+                compress.read_info(path)
+            else:
+                header = bitstream.read_header(stream := io.BufferedReader(_Stream(data)))
+                list(bitstream.iter_chunks(stream, header))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_chunks_over_the_decoders_budget_are_refused(tmp_path: Path) -> None:
+    frames = bitstream.MAX_CHUNK_CHANNEL_SAMPLES // (bitstream.MAX_CHANNELS * 320) + 1  # 8 channels of 205 x 320
+    path = tmp_path / "crafted.rvq"
+    path.write_bytes(_crafted(bitstream.MAX_CHANNELS, 320, frames, 8, 100))
+    with pytest.raises(FormatError, match=f"exceed the decoder's budget of {bitstream.MAX_CHUNK_CHANNEL_SAMPLES}"):
+        compress.read_info(path)
+    path.write_bytes(_crafted(bitstream.MAX_CHANNELS, 320, frames - 1, 8, 100))
+    with pytest.raises(FormatError, match="truncated"):  # within the budget: the header is read
+        compress.read_info(path)

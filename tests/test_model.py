@@ -6,15 +6,21 @@ import functools
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import chunks
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from codec.errors import BandwidthError, CodecError, InputError, ModelNotFoundError, SampleRateError
+from codec.cli import main
+from codec.config import CODEC_BOUNDS
+from codec.errors import BandwidthError, CodecError, InputError, ModelFileError, ModelNotFoundError, SampleRateError
 from codec.model import Codec, EncodedAudio
 from codec.presets import PRESETS
 
@@ -441,3 +447,110 @@ def test_from_pretrained_on_a_missing_model(tmp_path: Path, make: str) -> None:
         path.mkdir()
     with pytest.raises(ModelNotFoundError, match=r"no model at '.*no-model'.*config\.json"):
         Codec.from_pretrained(path)
+
+
+# ----- malformed model folders ----------------------------------------------------------------------
+def _edit_config(directory: Path, **fields: object) -> None:
+    meta = json.loads((directory / "config.json").read_text())
+    meta["config"].update(fields)
+    (directory / "config.json").write_text(json.dumps(meta))
+
+
+def _break_folder(directory: Path, case: str) -> None:
+    """Damages a saved model folder as ``case`` says."""
+    weights = directory / "model.safetensors"
+    if case == "bad-json":
+        (directory / "config.json").write_text("{")
+    elif case == "empty-json":
+        (directory / "config.json").write_text("{}")
+    elif case == "no-weights":
+        weights.unlink()
+    elif case == "pickle":
+        torch.save({"x": torch.zeros(3)}, weights)
+    elif case == "cut-weights":
+        weights.write_bytes(weights.read_bytes()[:-100])
+    elif case == "missing-tensor":
+        tensors = load_file(weights)
+        del tensors["quantizer.levels.0.embed"]
+        save_file(tensors, weights)
+    elif case == "extra-tensor":
+        save_file({**load_file(weights), "decoder.extra": torch.zeros(2)}, weights)
+    elif case == "wrong-shape":
+        _edit_config(directory, dimension=16)
+    else:
+        field, value = case.split("=")
+        _edit_config(directory, **{field: json.loads(value)})
+
+
+#: Each damaged folder and what its error names.
+MALFORMED = {
+    "bad-json": "cannot read it as JSON", "empty-json": 'a "config" mapping', "no-weights": "does not exist",
+    "pickle": "not a readable safetensors file", "cut-weights": "not a readable safetensors file",
+    "missing-tensor": "lacks tensor 'quantizer.levels.0.embed'", "extra-tensor": "has tensor 'decoder.extra'",
+    "wrong-shape": "has shape", "kernel_size=0": "kernel_size must be in [1, 64], got 0",
+    "n_q=300": "n_q must be in [1, 64]", "codebook_size=1000000000": "codebook_size must be in [2, 65536]",
+    "dimension=1000000": "dimension must be in [1, 4096]", "sample_rate=1000000000": "sample_rate must be in",
+    "epsilon=NaN": "epsilon must be in (0, 1], got nan", "dilation_base=-2": "dilation_base must be in [1, 16]",
+    "ratios=[64,64,64]": "hop of 262144 samples",
+    "ratios=[]": "ratios must hold 1 to 8", "codebook_size=1024.5": "expected int",
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=MALFORMED)
+def test_malformed_model_folders_raise_codec_errors_naming_the_file(
+    case: str, fitted_codec: Codec, tmp_path: Path
+) -> None:
+    fitted_codec.save_pretrained(tmp_path / "model")
+    _break_folder(tmp_path / "model", case)
+    with pytest.raises(CodecError, match=re.escape(MALFORMED[case])) as raised:
+        Codec.from_pretrained(tmp_path / "model")
+    assert str(tmp_path / "model") in str(raised.value)
+
+
+def test_a_malformed_model_folder_exits_2_with_one_line(
+    fitted_codec: Codec, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fitted_codec.save_pretrained(tmp_path / "model")
+    _break_folder(tmp_path / "model", "pickle")
+    clip = min((Path(__file__).parent / "data").glob("*.wav"))
+    assert main(["compress", str(clip), str(tmp_path / "x.rvq"), "--model", str(tmp_path / "model")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("codec compress: error: ") and "safetensors" in err
+
+
+def test_weights_are_checked_before_the_model_is_built(
+    fitted_codec: Codec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fitted_codec.save_pretrained(tmp_path / "model")
+    _edit_config(tmp_path / "model", n_q=64, codebook_size=65536, dimension=16)  # 268 MB of codebooks
+    built, real_init = [], Codec.__init__
+
+    def recording_init(self: Codec, config: object) -> None:
+        built.append(str(torch.empty(0).device))  # where the model's tensors go
+        real_init(self, config)
+
+    monkeypatch.setattr(Codec, "__init__", recording_init)
+    with pytest.raises(ModelFileError, match="lacks tensor"):
+        Codec.from_pretrained(tmp_path / "model")
+    assert built == ["meta"]  # only the shape-only skeleton was built
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(sorted(CODEC_BOUNDS)), value=st.one_of(
+    st.integers(-(2**40), 2**40), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=3),
+    st.none()))
+def test_fuzzed_config_fields_load_or_raise_codec_errors(
+    fitted_codec: Codec, tmp_path: Path, field: str, value: object
+) -> None:
+    directory = tmp_path / "fuzzed"
+    if not directory.exists():
+        fitted_codec.save_pretrained(directory)
+    saved = (directory / "config.json").read_text()
+    try:
+        _edit_config(directory, **{field: value})
+        try:
+            Codec.from_pretrained(directory)
+        except CodecError:
+            pass
+    finally:
+        (directory / "config.json").write_text(saved)

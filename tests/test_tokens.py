@@ -236,3 +236,16 @@ def test_cli_tokenize_and_missing_model(
 def test_output_names_keep_folders_and_avoid_clashes() -> None:
     names = tokens.output_names(["/data/a/x.flac", "/data/b/x.flac", "/data/b/x.ogg", "../c.mp3"])
     assert names == [Path("a/x.wav"), Path("b/x.flac.wav"), Path("b/x.ogg.wav"), Path("c.wav")]
+
+
+def test_manifest_paths_without_a_name_detokenize_to_numbered_files(
+    speech_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    run(speech_dir, tmp_path / "tok", model_dir)
+    manifest = tmp_path / "tok" / "manifest.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    lines[0]["path"], lines[1]["path"] = "/", ".."  # a hand-edited or hostile manifest
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["detokenize", str(tmp_path / "tok"), str(tmp_path / "audio")]) == 0
+    assert (tmp_path / "audio" / "item-1.wav").is_file() and (tmp_path / "audio" / "item-2.wav").is_file()
+    assert tokens.output_names(["/", "/a/x.flac"]) == [Path("item-1.wav"), Path("a/x.wav")]

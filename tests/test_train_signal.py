@@ -7,7 +7,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from codec.config import CodecConfig, load_yaml
+from codec.model import Codec
+from train import loop
+from train.config import TrainConfig
+from train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,3 +43,69 @@ def test_sigterm_to_the_process_group_checkpoints_before_stopping(tmp_path: Path
     saved = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))
     assert saved and not saved[-1].name.endswith(".tmp")
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+# ----- in-process: a stop signal between steps, and steps skipped for NaN losses --------------------
+TINY = ROOT / "configs" / "tiny.yaml"
+DATA = ROOT / "tests" / "data"
+
+
+def _tiny(**overrides: object) -> TrainConfig:
+    base = {"data.train": [str(DATA)], "data.valid": [str(DATA)], "valid_every": 0, "threads": 1,
+            "steps": 100, "checkpoint_every": 100}
+    return load_yaml(TrainConfig, TINY, base | overrides)
+
+
+def _scripted_loader(monkeypatch: pytest.MonkeyPatch, script: dict[int, Callable[[Tensor], Tensor]]) -> None:
+    """Makes the loop's data loader apply ``script[i]`` to batch ``i`` while the loop waits for it."""
+    real = loop.make_loader
+
+    def make(*args: object, **kwargs: object) -> Iterator[Tensor]:
+        for i, batch in enumerate(real(*args, **kwargs)):
+            yield script[i](batch) if i in script else batch
+
+    monkeypatch.setattr(loop, "make_loader", make)
+
+
+def _sigterm(batch: Tensor) -> Tensor:
+    os.kill(os.getpid(), signal.SIGTERM)  # arrives while the loop waits for this batch
+    return batch
+
+
+def _capture_models(monkeypatch: pytest.MonkeyPatch) -> list[Codec]:
+    """Records every Codec the loop builds."""
+    built: list[Codec] = []
+
+    class Recorded(Codec):
+        def __init__(self, config: CodecConfig) -> None:
+            super().__init__(config)
+            built.append(self)
+
+    monkeypatch.setattr(loop, "Codec", Recorded)
+    return built
+
+
+def test_a_stop_signal_while_waiting_for_data_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _scripted_loader(monkeypatch, {2: _sigterm})
+    train(_tiny(), tmp_path / "run", quiet=True)
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000002"]
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_a_step_skipped_for_a_nan_loss_leaves_the_codebooks_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models, after_good_step = _capture_models(monkeypatch), {}
+
+    def remember_then_poison(batch: Tensor) -> Tensor:
+        after_good_step.update({k: v.clone() for k, v in models[0].quantizer.state_dict().items()})
+        return torch.full_like(batch, float("nan"))
+
+    _scripted_loader(monkeypatch, {1: remember_then_poison, 2: _sigterm})
+    train(_tiny(), tmp_path / "run", quiet=True)
+    now = models[0].quantizer.state_dict()
+    assert after_good_step and now.keys() == after_good_step.keys()
+    for key, value in after_good_step.items():
+        assert torch.equal(now[key], value) and bool(value.isfinite().all()), key
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000001"]
+    assert Codec.from_pretrained(tmp_path / "run" / "model").quantizer.levels[0].embed.isfinite().all()

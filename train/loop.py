@@ -109,7 +109,7 @@ class Checkpoints:
 
 @contextmanager
 def stop_requests():
-    """Turns SIGINT and SIGTERM into a flag the loop checks after each step."""
+    """Turns SIGINT and SIGTERM into a flag the loop checks after each step and before each batch."""
     flag = [False]
 
     def handler(signum, frame):
@@ -246,6 +246,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     tick, seen_s = time.perf_counter(), 0.0
     cpu_clock = CPUClock(progress, config, run_dir if main else None)
 
+    saved_step = progress.step if resume else None  # the step of the newest checkpoint
     with stop_requests() as stop:
         for batch in loader:
             if progress.step >= config.steps or stop[0] or cpu_clock.spent():
@@ -253,6 +254,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             wav, target = batch if semantic else (batch, None)
             wav = wav.to(device)  # [B, 1, T]
             model.train(), disc.train()
+            codebooks = codebook_snapshot(codec)  # the forward pass updates them; a skipped step restores them
             with accelerator.autocast():
                 out = model(wav)
             wav_hat = out.wav_hat  # [B, 1, T]
@@ -290,6 +292,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             opt_g.zero_grad(set_to_none=True)
             if not all(torch.isfinite(v) for v in [*losses.values(), commitment]):
                 progress.bad_steps += 1
+                restore_codebooks(codec, codebooks)
                 log.warning("non-finite loss at step %d (%d so far); step skipped", progress.step, progress.bad_steps)
                 if progress.bad_steps > config.max_bad_steps:
                     raise TrainingError(f"more than {config.max_bad_steps} steps had NaN/Inf losses; lower optim.lr")
@@ -337,11 +340,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             # ----- checkpoint ---------------------------------------------------------------------
             cpu_clock.tick(codec)
             if step % config.checkpoint_every == 0 or step >= config.steps or stop[0] or cpu_clock.spent():
-                checkpoints.save(accelerator, step)
-                if main:
-                    codec.save_pretrained(run_dir / "model")
+                saved_step = save_checkpoint(checkpoints, accelerator, codec, run_dir, step)
         else:
             raise TrainingError("the data loader ended; training data is empty")
+        if stop[0] and saved_step != progress.step:  # the signal came while waiting for data or in a skipped step
+            saved_step = save_checkpoint(checkpoints, accelerator, codec, run_dir, progress.step)
     bar.close()
     if stop[0] and main:
         log.warning("stopped by a signal at step %d; resume with --resume", progress.step)
@@ -383,6 +386,24 @@ class CPUClock:
                   "snapshot": name}
         with open(folder / "index.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def save_checkpoint(checkpoints: Checkpoints, accelerator: Accelerator, codec: Codec, run_dir: Path, step: int) -> int:
+    """Saves the training state at ``step`` and exports the generator to ``run_dir / "model"``; returns ``step``."""
+    checkpoints.save(accelerator, step)
+    if accelerator.is_main_process:
+        codec.save_pretrained(run_dir / "model")
+    return step
+
+
+def codebook_snapshot(codec: Codec) -> dict[str, torch.Tensor]:
+    """Copies of every quantizer buffer (codebooks, EMA statistics, restart counts)."""
+    return {k: v.detach().clone() for k, v in codec.quantizer.state_dict().items()}
+
+
+def restore_codebooks(codec: Codec, snapshot: dict[str, torch.Tensor]) -> None:
+    """Puts back the quantizer buffers of :func:`codebook_snapshot`, undoing a forward pass's EMA update."""
+    codec.quantizer.load_state_dict(snapshot)
 
 
 @torch.no_grad()
