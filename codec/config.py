@@ -203,12 +203,11 @@ class CodecConfig:
             )
         if self.decoder not in ("seanet", "istft"):
             raise ConfigError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
-        if self.decoder == "istft":
-            if self.n_fft % self.hop_length or self.channels != 1:
-                raise ConfigError(
-                    f"the istft decoder needs n_fft a multiple of the hop length {self.hop_length} "
-                    f"(got {self.n_fft}) and one channel (got {self.channels})"
-                )
+        if self.decoder == "istft" and (self.n_fft % self.hop_length or self.channels != 1):
+            raise ConfigError(
+                f"the istft decoder needs n_fft a multiple of the hop length {self.hop_length} "
+                f"(got {self.n_fft}) and one channel (got {self.channels})"
+            )
 
     @property
     def hop_length(self) -> int:
