@@ -23,7 +23,9 @@ import torch
 
 from codec.entropy import EntropyTables, fit_counts
 from codec.model import PRETRAINED_DIR, Codec
-from train.data import list_audio, load_excerpt, probe
+from codec.resolve import DEFAULT_MODEL
+from codec.sources import list_audio
+from train.data import load_excerpt, probe
 
 
 def package(model_dir: Path, name: str, data: list[str], files: int, seconds: float) -> Path:
@@ -34,7 +36,7 @@ def package(model_dir: Path, name: str, data: list[str], files: int, seconds: fl
         for tensor in codec.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
-    paths = [p for source in data for p in list_audio(source)]
+    paths = [str(p) for source in data for p in list_audio(source)]
     step = max(len(paths) // files, 1)
     entries = probe(paths[::step][:files], 0.3)
     with torch.no_grad():
@@ -57,7 +59,7 @@ def package(model_dir: Path, name: str, data: list[str], files: int, seconds: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="a directory written by save_pretrained (RUN_DIR/model)")
-    parser.add_argument("--name", default="speech-16khz")
+    parser.add_argument("--name", default=DEFAULT_MODEL)
     parser.add_argument("--data", nargs="+", default=[str(Path.home() / "data/rvq/train.jsonl")])
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=4.0)
