@@ -23,6 +23,13 @@ from codec.errors import InputError
 WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
+def fit_length(wav: Tensor, length: int) -> Tensor:
+    """``wav`` [..., T] cropped or zero-padded on the right to ``length`` samples: [..., length]."""
+    if wav.shape[-1] >= length:
+        return wav[..., :length]
+    return torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
+
+
 def resample(wav: Tensor, orig_rate: int, target_rate: int) -> Tensor:
     """Resamples ``wav`` [..., T] from ``orig_rate`` to ``target_rate`` Hz (no-op if equal)."""
     if orig_rate <= 0 or target_rate <= 0:

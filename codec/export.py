@@ -442,7 +442,7 @@ def _export_command(args: argparse.Namespace) -> int:
     written = export(model, args.out_dir, formats, args.kbps, fixed)
     wav = audio.load(args.audio, target_rate=model.sample_rate, mono=True)[0][None]  # [1, 1, T]
     if fixed:
-        wav = torch.nn.functional.pad(wav, (0, max(fixed - wav.shape[-1], 0)))[..., :fixed]
+        wav = audio.fit_length(wav, fixed)
     n_q = model.n_q_for_bandwidth(args.kbps)
     print(f"exported {model.config.name} ({model.model_id}) at {n_q} codebooks to {args.out_dir}")
     print(f"parity with PyTorch on {args.audio} ({wav.shape[-1] / model.sample_rate:.2f} s):")

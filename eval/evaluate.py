@@ -35,7 +35,7 @@ from codec.entropy import EntropyTables, encode_codes
 from codec.errors import InputError
 from codec.model import Codec, EncodedAudio
 from codec.sources import read_manifest
-from eval.baselines import BaselineSetting, check_available, fit_length, round_trip
+from eval.baselines import BaselineSetting, check_available, round_trip
 from eval.codebooks import CodebookStats, CodeCounter, entropy_bound_kbps
 from eval.metrics import (
     Metric,
@@ -250,7 +250,7 @@ def codec_round_trips(model: Codec, ref: torch.Tensor, rate: int, bitrates_kbps:
             codes = prefix.codes[..., : int(encoded.frame_lengths[0])].cpu().numpy()  # [1, n_q, F]
             blocks = encode_codes(codes, tables, model.config.codebook_size)
             entropy_kbps = sum(len(b) for b in blocks) * 8 / duration_s / 1000
-        out.append(CodecTrip(kbps, bits / duration_s / 1000, entropy_kbps, fit_length(decoded, ref.shape[-1])))
+        out.append(CodecTrip(kbps, bits / duration_s / 1000, entropy_kbps, audio.fit_length(decoded, ref.shape[-1])))
     return out
 
 
@@ -258,7 +258,7 @@ def latent_round_trip(model: Codec, ref: Tensor, rate: int) -> Tensor:
     """Our decoder on the encoder's unquantized output of ``ref`` [T]; ``[T]`` at ``rate``."""
     wav = audio.resample(ref, rate, model.sample_rate)[None, None]  # [1, 1, T']
     decoded = audio.resample(model.decode_unquantized(wav)[0, 0], model.sample_rate, rate)
-    return fit_length(decoded, ref.shape[-1])
+    return audio.fit_length(decoded, ref.shape[-1])
 
 
 def evaluate(

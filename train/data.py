@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
-from codec.audio import resample
+from codec.audio import fit_length, resample
 from codec.errors import InputError
 from codec.sources import AUDIO_SUFFIXES, list_audio
 from train.config import DataConfig
@@ -83,13 +83,6 @@ def to_channels(wav: np.ndarray, channel: str, rng: np.random.Generator) -> np.n
     if channel == "random":
         return wav[:, rng.integers(wav.shape[1])]
     raise InputError(f"data.channel must be 'mix' or 'random', got {channel!r}")
-
-
-def fit_length(wav: torch.Tensor, length: int) -> torch.Tensor:
-    """Crops or zero-pads ``wav`` [..., T] on the right to ``length`` samples."""
-    if wav.shape[-1] >= length:
-        return wav[..., :length]
-    return torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
 
 
 def apply_gain(wav: torch.Tensor, gain_db: float, rng: np.random.Generator) -> torch.Tensor:
