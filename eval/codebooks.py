@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from codec import audio
+from codec import audio, measures
 from codec.atomic import write_json
 from codec.errors import InputError
 from codec.resolve import DEFAULT_MODEL, load_codec
@@ -103,15 +103,11 @@ class CodeCounter:
 
 
 def _level_stats(level: int, counts: Tensor) -> CodebookStats:
-    total = int(counts.sum())
-    probs = counts.double() / total
-    used = probs[probs > 0]
-    entropy = float(-(used * used.log2()).sum())
     return CodebookStats(
         level=level,
-        codes_seen=total,
-        entropy_bits=entropy,
-        perplexity=2.0**entropy,
+        codes_seen=int(counts.sum()),
+        entropy_bits=float(measures.entropy_bits(counts)),
+        perplexity=float(measures.perplexity(counts)),
         dead_fraction=float((counts == 0).double().mean()),
         bits_per_code=math.log2(counts.numel()),
     )

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from codec.config import to_dict
 from codec.errors import CodecError, ConfigError
+from codec.measures import perplexity, si_sdr_db
 from codec.model import Codec
 from train.balancer import Balancer
 from train.config import OptimConfig, TrainConfig
@@ -37,7 +38,6 @@ from train.losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
-    si_sdr,
 )
 from train.semantic import SemanticDistillation, build_semantic
 
@@ -397,14 +397,13 @@ def validate(codec: Codec, clips: list[torch.Tensor], mel_loss: torch.nn.Module)
             x = wav[None].to(device)  # [1, 1, T]
             y = codec.decode(codec.encode(x, bandwidth_kbps=kbps))
             mels.append(float(mel_loss(y, x)))
-            sdrs.append(float(si_sdr(y, x).mean()))
+            sdrs.append(float(si_sdr_db(x, y).mean()))
         results[f"mel@{kbps:g}kbps"] = sum(mels) / len(mels)
         results[f"sisdr@{kbps:g}kbps"] = sum(sdrs) / len(sdrs)
     codes = torch.cat([codec.encode(w[None].to(device)).codes for w in clips], dim=-1)  # [1, n_q, sum F]
     for level in range(codes.shape[1]):
-        counts = torch.bincount(codes[0, level], minlength=codec.config.codebook_size).float()
-        p = counts / counts.sum()
-        results[f"perplexity/{level + 1}"] = float((-(p * p.clamp(min=1e-12).log()).sum()).exp())
+        counts = torch.bincount(codes[0, level], minlength=codec.config.codebook_size)
+        results[f"perplexity/{level + 1}"] = float(perplexity(counts))
     codec.train()
     return results
 
