@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "speech-16khz"
 #: Prefix of an untrained preset architecture: ``preset:16khz``.
 PRESET_PREFIX = "preset:"
+#: What ``--model`` takes, for command-line help.
+MODEL_HELP = (
+    "a directory written by Codec.save_pretrained, a bundled model name, or preset:16khz / preset:24khz / "
+    "preset:tiny for an untrained model"
+)
 #: Seed of the random initialisation of an untrained preset (the same weights every time).
 PRESET_SEED = 0
 

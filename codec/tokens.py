@@ -42,7 +42,7 @@ from codec import audio
 from codec.atomic import write_jsonl
 from codec.errors import InputError, ModelMismatchError
 from codec.model import Codec
-from codec.resolve import DEFAULT_MODEL
+from codec.resolve import DEFAULT_MODEL, MODEL_HELP, load_codec
 from codec.sources import AUDIO_SUFFIXES, find_audio, read_manifest
 from codec.token_store import (
     FAILURES_FILE,
@@ -447,7 +447,7 @@ def detokenize(tokens_dir: str | Path, audio_dir: str | Path, model: Codec, batc
 
 
 def _tokenize_command(args: argparse.Namespace) -> int:
-    model = Codec.from_pretrained(args.model)
+    model = load_codec(args.model)
     summary = tokenize(
         args.input, args.out_dir, model, args.model, args.kbps, args.batch_seconds, args.shard_minutes, args.workers
     )
@@ -459,7 +459,7 @@ def _tokenize_command(args: argparse.Namespace) -> int:
 
 
 def _detokenize_command(args: argparse.Namespace) -> int:
-    model = Codec.from_pretrained(args.model or read_info(Path(args.tokens_dir))["model"])
+    model = load_codec(args.model or read_info(Path(args.tokens_dir))["model"])
     model = model.to(current_processes().device)
     count = detokenize(args.tokens_dir, args.audio_dir, model, args.batch_seconds)
     print(f"wrote {count} WAV files at {model.sample_rate} Hz to {args.audio_dir}")
@@ -476,7 +476,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", type=Path, help="folder of audio files (searched recursively) or JSONL manifest")
     p.add_argument("out_dir", type=Path, help="token directory to create or resume")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"saved model directory or bundled name ({DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"{MODEL_HELP} (default: {DEFAULT_MODEL})")
     p.add_argument("--kbps", type=float, default=None, help="bitrate, choosing the codebooks kept (default: all)")
     p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch (default 60)")
     p.add_argument("--shard-minutes", type=float, default=60.0, help="audio per shard (default 60)")

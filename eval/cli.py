@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from codec.errors import InputError
-from codec.resolve import load_model
+from codec.resolve import MODEL_HELP, load_model
 from codec.sources import list_audio
 from eval.baselines import BASELINES, parse_baselines
 from eval.evaluate import EVAL_RATE_HZ, evaluate, speakers_of
@@ -43,9 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quantization (the 'latent' row) and with each baseline, score them, and write a JSON file, a markdown "
         "table, a rate-distortion plot and a listening page (index.html).",
     )
-    p.add_argument("--model", required=True,
-                   help="a directory saved by Codec.save_pretrained, a bundled model name, or preset:16khz / "
-                   "preset:24khz / preset:tiny for an untrained model")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--data", required=True, help="a folder of audio files or a JSONL manifest with a \"path\" key")
     p.add_argument("--kbps", default="0.5,1,2,4", help="our model's nominal bitrates (default: %(default)s)")
     p.add_argument("--baselines", default=",".join(BASELINES),

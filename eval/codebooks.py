@@ -29,7 +29,7 @@ from torch import Tensor
 from codec import audio, measures
 from codec.atomic import write_json
 from codec.errors import InputError
-from codec.resolve import DEFAULT_MODEL, load_codec
+from codec.resolve import DEFAULT_MODEL, MODEL_HELP, load_codec
 from codec.sources import list_audio
 
 
@@ -141,7 +141,7 @@ def format_table(stats: list[CodebookStats], seconds: float, frame_rate_hz: floa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``codec codebooks``."""
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="a saved model directory, bundled name or preset:NAME (default: %(default)s)")
+                        help=f"{MODEL_HELP} (default: %(default)s)")
     parser.add_argument("--data", required=True, help="a folder of audio files or a JSONL manifest")
     parser.add_argument("--limit", type=int, help="only the first N files")
     parser.add_argument("--json", type=Path, help="also write the statistics to this JSON file")

@@ -27,7 +27,7 @@ import torch
 from codec import audio
 from codec.compress import compress, decompress
 from codec.errors import CodecError, InputError
-from codec.resolve import DEFAULT_MODEL, LoadedModel, load_model
+from codec.resolve import DEFAULT_MODEL, MODEL_HELP, LoadedModel, load_model
 from eval.baselines import parse_baselines, round_trip
 from eval.evaluate import evaluate
 from eval.listen import write_page
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="*", type=Path,
                         help=f"speech files (default: the development clips in {CLIPS_DIR})")
-    parser.add_argument("--model", default=None, help=f"model directory or bundled name (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=None, help=f"{MODEL_HELP} (default: {DEFAULT_MODEL})")
     parser.add_argument("--kbps", default="2,4", help="our bitrates")
     parser.add_argument("--opus", default="6,8", help="Opus bitrates for comparison")
     parser.add_argument("--out", type=Path, default=Path("demo-results"),

@@ -12,8 +12,8 @@ from conftest import DATA_DIR
 
 from codec.cli import main
 from codec.errors import InputError, ModelNotFoundError
-from codec.presets import codec_tiny_config
-from codec.resolve import load_codec, load_model
+from codec.presets import PRESETS, codec_tiny_config
+from codec.resolve import MODEL_HELP, load_codec, load_model
 from eval.evaluate import mean_ci, score
 from eval.metrics import METRICS, Metric
 
@@ -87,6 +87,7 @@ def test_models_load_from_presets_and_saved_directories(tmp_path: Path) -> None:
         load_model("preset:48khz")
     with pytest.raises(ModelNotFoundError):
         load_model(str(tmp_path / "missing"))
+    assert all(f"preset:{name}" in MODEL_HELP for name in PRESETS)
 
 
 def test_confidence_interval() -> None:

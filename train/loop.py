@@ -29,6 +29,7 @@ from codec.config import to_dict
 from codec.errors import CodecError, ConfigError
 from codec.measures import perplexity, si_sdr_db
 from codec.model import Codec
+from codec.resolve import load_codec
 from train.balancer import Balancer
 from train.config import OptimConfig, TrainConfig
 from train.data import CropDataset, ShardDataset, StepSampler, is_shard_source, load_excerpt, split_entries
@@ -168,7 +169,7 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
         TrainingError: If the saved model's architecture differs from ``model``'s
             (any model setting outside :data:`TRAINING_ONLY_KEYS`).
     """
-    source = Codec.from_pretrained(os.path.expanduser(name_or_path))
+    source = load_codec(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
     differ = ", ".join(
         f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in TRAINING_ONLY_KEYS and mine[k] != theirs[k]

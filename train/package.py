@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 
 from codec.entropy import EntropyTables, fit_counts
-from codec.model import PRETRAINED_DIR, Codec
-from codec.resolve import DEFAULT_MODEL
+from codec.model import PRETRAINED_DIR
+from codec.resolve import DEFAULT_MODEL, load_codec
 from codec.sources import list_audio
 from train.data import load_excerpt, probe
 
 
 def package(model_dir: Path, name: str, data: list[str], files: int, seconds: float) -> Path:
     """Writes the bundled model ``name`` from ``model_dir``; returns its directory."""
-    codec = Codec.from_pretrained(model_dir)
+    codec = load_codec(model_dir)
     codec.config = dataclasses.replace(codec.config, name=name)
     with torch.no_grad():  # the codes below and the tables must be those of the float16 weights users load
         for tensor in codec.state_dict().values():
@@ -67,7 +67,7 @@ def main() -> None:
     PRETRAINED_DIR.mkdir(exist_ok=True)
     torch.set_num_threads(1)
     target = package(args.model_dir, args.name, args.data, args.files, args.seconds)
-    codec = Codec.from_pretrained(args.name)
+    codec = load_codec(args.name)
     print(f"bundled {args.name} ({codec.model_id}) in {target}")
 
 
