@@ -67,7 +67,9 @@ PACKAGES = (
     *(f"asterisk-core-sounds-{lang}-g722" for lang in ASTERISK_LANGS),
     *(f"asterisk-core-sounds-{lang}" for lang in ASTERISK_LANGS),
 )
-AUDIO_SUFFIXES = (".ogg", ".g722", ".wav")
+#: Audio inside the Debian packages (raw G.722 included, converted with ffmpeg); not a listing of user folders
+#: (that is codec.sources.AUDIO_SUFFIXES).
+PACKAGE_AUDIO_SUFFIXES = (".ogg", ".g722", ".wav")
 SPLITS = ("train", "dev", "aligned")
 
 
@@ -209,7 +211,7 @@ def list_utterances(roots: dict[str, Path], wav_dir: Path) -> tuple[list[Utteran
     texts = load_transcripts(roots, "en")
     utterances, skipped = [], Counter()
     for package, root in sorted(roots.items()):
-        for src in sorted(p for p in root.rglob("*") if p.suffix in AUDIO_SUFFIXES and p.is_file()):
+        for src in sorted(p for p in root.rglob("*") if p.suffix in PACKAGE_AUDIO_SUFFIXES and p.is_file()):
             relpath = src.relative_to(root).as_posix()
             assignment = classify(package, relpath)
             if assignment is None:
@@ -229,7 +231,7 @@ def list_utterances(roots: dict[str, Path], wav_dir: Path) -> tuple[list[Utteran
 def output_stem(relpath: str) -> str:
     """``usr/share/tuxpaint/stamps/a/cat_desc_fr.ogg`` -> ``tuxpaint__stamps__a__cat_desc_fr``."""
     path = relpath.removeprefix("usr/share/")
-    while path.endswith(AUDIO_SUFFIXES):  # also strips the odd `_desc_da.ogg.ogg`
+    while path.endswith(PACKAGE_AUDIO_SUFFIXES):  # also strips the odd `_desc_da.ogg.ogg`
         path = path[: path.rindex(".")]
     return path.replace("/", "__")
 
