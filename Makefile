@@ -30,7 +30,7 @@ system-deps:
 	  else echo "chromium is missing (the listening page's browser test will be skipped): 'sudo apt-get install chromium'"; fi; }
 
 demo: install
-	$(PY) -m codec.demo
+	$(PY) -m eval.demo
 
 test: install
 	$(PY) -m pytest -q

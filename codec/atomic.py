@@ -25,8 +25,9 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from codec.errors import OutputError
+from codec.errors import FormatError, OutputError
 
 #: errno values of a write that fails for lack of room (reported as :class:`OutputError`).
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
@@ -176,3 +177,45 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
 def write_json(path: str | Path, data: object) -> None:
     """Writes ``data`` as indented JSON to ``path``, atomically."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Writes one JSON object per line (UTF-8, non-ASCII kept) to ``path``, atomically and flushed to disk.
+
+    ``rows`` may be a generator: it is consumed while writing.
+    """
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of each non-blank line of ``path``, numbered from 1.
+
+    Raises:
+        FormatError: If a line is not a JSON object; the message names the file and line.
+    """
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise FormatError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        yield number, row
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of the lines of ``path`` (blank lines skipped; see :func:`iter_jsonl`).
+
+    Raises:
+        FormatError: If a line is not a JSON object; the message names the file and line.
+    """
+    return [row for _, row in iter_jsonl(path)]

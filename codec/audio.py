@@ -28,6 +28,13 @@ WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg":
 MAX_WRITE_RATES_HZ = {"WAV": (1 << 32) - 1, "FLAC": 655_350, "OGG": 192_000}
 
 
+def fit_length(wav: Tensor, length: int) -> Tensor:
+    """``wav`` [..., T] cropped or zero-padded on the right to ``length`` samples: [..., length]."""
+    if wav.shape[-1] >= length:
+        return wav[..., :length]
+    return torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
+
+
 def resample(wav: Tensor, orig_rate: int, target_rate: int) -> Tensor:
     """Resamples ``wav`` [..., T] from ``orig_rate`` to ``target_rate`` Hz (no-op if equal)."""
     if orig_rate <= 0 or target_rate <= 0:

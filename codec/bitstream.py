@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from codec import bitrate
 from codec.errors import BandwidthError, FormatError
 
 MAGIC = b"RVQC"
@@ -141,7 +142,7 @@ class Header:
     @property
     def bandwidth_kbps(self) -> float:
         """Nominal bitrate per channel (before entropy coding)."""
-        return bandwidth_kbps(self.n_q, self.frame_rate_hz, self.codebook_size)
+        return bitrate.bandwidth_kbps(self.n_q, self.frame_rate_hz, self.codebook_size)
 
     def chunk_frames(self, index: int) -> int:
         """Frames in chunk ``index``."""
@@ -152,22 +153,16 @@ def _is_hex(value: object) -> bool:
     return isinstance(value, str) and len(value) == 2 * _DIGEST_BYTES and all(c in "0123456789abcdef" for c in value)
 
 
-def bandwidth_kbps(n_q: int, frame_rate_hz: float, codebook_size: int) -> float:
-    """Nominal kbps of ``n_q`` codebooks, computed as :attr:`codec.config.CodecConfig.bandwidths_kbps` does."""
-    per_codebook = frame_rate_hz * math.log2(codebook_size) / 1000.0
-    return round(n_q * per_codebook, 6)
-
-
 def n_q_for_bandwidth(header: Header, kbps: float) -> int:
     """Codebooks of the file's model that give ``kbps`` (at most the file's own count).
 
     Raises:
         BandwidthError: If no count up to ``header.n_q`` gives ``kbps``.
     """
-    rates = [bandwidth_kbps(n, header.frame_rate_hz, header.codebook_size) for n in range(1, header.n_q + 1)]
-    for n, rate in enumerate(rates, start=1):
-        if math.isclose(rate, kbps, rel_tol=1e-3):
-            return n
+    rates = bitrate.bandwidths_kbps(header.n_q, header.frame_rate_hz, header.codebook_size)
+    n_q = bitrate.codebooks_for_kbps(rates, kbps)
+    if n_q is not None:
+        return n_q
     raise BandwidthError(
         f"{kbps:g} kbps is not available from this file ({header.bandwidth_kbps:g} kbps); "
         f"choose one of: {', '.join(f'{r:g}' for r in rates)}"

@@ -8,6 +8,10 @@ line and exit with status 2, never a traceback. SIGTERM unwinds like Ctrl-C,
 so temporary files are removed (exit status 143); a closed pipe on standard
 output (``codec decompress x.rvq - | head -c1``) ends quietly with status 141,
 as a process killed by SIGPIPE would.
+
+Only the library is installed; ``train`` and ``eval`` live beside ``codec/``
+in a checkout of the repository, where this module finds them (so
+``codec train`` and ``codec eval`` exist only when run from a checkout).
 """
 
 from __future__ import annotations
@@ -20,16 +24,33 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 from codec.errors import CodecError
 
 #: Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = ("codec.compress", "codec.tokens", "train.cli", "eval.cli", "eval.phonetic", "eval.codebooks", "codec.export")
+#: Packages of a checkout that are not installed: they are imported from the folder that holds ``codec/``.
+CHECKOUT_PACKAGES = ("train", "eval")
+
+
+def checkout_root() -> Path | None:
+    """The checkout that holds this ``codec/`` with :data:`CHECKOUT_PACKAGES` beside it, or None (installed)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if all((root / name / "__init__.py").is_file() for name in CHECKOUT_PACKAGES) else None
+
+
+def use_checkout_packages() -> None:
+    """Puts the checkout, when there is one, first on the import path, so that ``train`` and ``eval`` import."""
+    root = checkout_root()
+    if root is not None and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available sub-command."""
+    use_checkout_packages()
     parser = argparse.ArgumentParser(prog="codec", description="rvq-codec: neural audio compression and tokens")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

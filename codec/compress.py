@@ -48,10 +48,9 @@ from codec.bitstream import Header
 from codec.chunked_resample import ChunkedResampler
 from codec.entropy import EntropyTables, decode_codes, encode_codes
 from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError, OutputError
-from codec.model import CONFIG_FILE, PRETRAINED_DIR, Codec, pretrained_names
+from codec.model import Codec, pretrained_names
+from codec.resolve import DEFAULT_MODEL, LoadedModel, load_model  # re-exported: compress.load_model
 
-#: Bundled model used when no ``--model`` is given.
-DEFAULT_MODEL = "speech-16khz"
 #: Files at least this long get a progress bar.
 PROGRESS_MIN_SECONDS = 5.0
 STDIO = "-"
@@ -60,58 +59,6 @@ _UNKNOWN_FRAMES = 1 << 62
 
 
 # ----- models -------------------------------------------------------------------------------------
-@dataclass
-class LoadedModel:
-    """A codec with the name recorded in files and its entropy tables.
-
-    Attributes:
-        codec: The model, in eval mode.
-        name: Bundled model name, or the config name for a model from a directory.
-        tables: Its entropy tables (uniform if the model has none).
-        model_id: ``codec.model_id``, computed once.
-    """
-
-    codec: Codec
-    name: str
-    tables: EntropyTables
-    model_id: str
-
-    @classmethod
-    def from_codec(cls, codec: Codec, tables: EntropyTables | None = None) -> LoadedModel:
-        """Wraps an in-memory model (uniform tables unless given)."""
-        config = codec.config
-        if tables is None:
-            tables = EntropyTables.uniform(config.n_q, config.codebook_size)
-        return cls(codec=codec.eval(), name=config.name, tables=tables, model_id=codec.model_id)
-
-
-def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
-    """Loads a model directory (from ``Codec.save_pretrained``) or bundled model, with its tables.
-
-    Args:
-        name_or_path: Directory or bundled name (default: :data:`DEFAULT_MODEL`).
-
-    Raises:
-        ModelNotFoundError: If nothing matches; for the default model, says to pass ``--model``.
-    """
-    if name_or_path is None:
-        if DEFAULT_MODEL not in pretrained_names():
-            raise ModelNotFoundError(
-                f"the default model {DEFAULT_MODEL!r} is not installed; pass --model DIR "
-                "(a directory written by Codec.save_pretrained)"
-            )
-        name_or_path = DEFAULT_MODEL
-    directory = Path(name_or_path)
-    bundled = not (directory / CONFIG_FILE).is_file()
-    codec = Codec.from_pretrained(name_or_path)
-    if bundled:
-        directory = PRETRAINED_DIR / str(name_or_path)
-    config = codec.config
-    tables = EntropyTables.load(directory, config.n_q, config.codebook_size)
-    name = str(name_or_path) if bundled else config.name
-    return LoadedModel(codec=codec, name=name, tables=tables, model_id=codec.model_id)
-
-
 def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model

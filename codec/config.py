@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from codec import bitrate
 from codec.errors import ConfigError
 
 T = TypeVar("T")
@@ -222,13 +223,12 @@ class CodecConfig:
     @property
     def bits_per_codebook(self) -> float:
         """Bits that one code of one codebook carries before entropy coding."""
-        return math.log2(self.codebook_size)
+        return bitrate.bits_per_code(self.codebook_size)
 
     @property
     def bandwidths_kbps(self) -> tuple[float, ...]:
         """Nominal bitrate of each usable codebook count, 1 to ``n_q``."""
-        per_codebook = self.frame_rate_hz * self.bits_per_codebook / 1000.0
-        return tuple(round(n * per_codebook, 6) for n in range(1, self.n_q + 1))
+        return bitrate.bandwidths_kbps(self.n_q, self.frame_rate_hz, self.codebook_size)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:

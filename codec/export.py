@@ -37,6 +37,7 @@ from codec import audio
 from codec.atomic import atomic_write, write_json
 from codec.errors import CodecError, InputError
 from codec.model import Codec
+from codec.resolve import MODEL_HELP, load_codec
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -436,13 +437,13 @@ def load_long_speech(paths: list[Path], sample_rate: int, seconds: float) -> Ten
 
 
 def _export_command(args: argparse.Namespace) -> int:
-    model = Codec.from_pretrained(args.model)
+    model = load_codec(args.model)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     fixed = round(args.fixed_seconds * model.sample_rate) if args.fixed_seconds else None
     written = export(model, args.out_dir, formats, args.kbps, fixed)
     wav = audio.load(args.audio, target_rate=model.sample_rate, mono=True)[0][None]  # [1, 1, T]
     if fixed:
-        wav = torch.nn.functional.pad(wav, (0, max(fixed - wav.shape[-1], 0)))[..., :fixed]
+        wav = audio.fit_length(wav, fixed)
     n_q = model.n_q_for_bandwidth(args.kbps)
     print(f"exported {model.config.name} ({model.model_id}) at {n_q} codebooks to {args.out_dir}")
     print(f"parity with PyTorch on {args.audio} ({wav.shape[-1] / model.sample_rate:.2f} s):")
@@ -453,7 +454,7 @@ def _export_command(args: argparse.Namespace) -> int:
 
 
 def _precision_command(args: argparse.Namespace) -> int:
-    model = Codec.from_pretrained(args.model)
+    model = load_codec(args.model)
     wav = load_long_speech(args.audio, model.sample_rate, args.seconds)
     seconds = wav.shape[-1] / model.sample_rate
     float_seconds, reports = check_precision(model, wav)
@@ -472,7 +473,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and print their parity with eager PyTorch on a real recording.",
     )
     p.add_argument("out_dir", type=Path, help="folder for the exported files")
-    p.add_argument("--model", required=True, help="saved model directory or bundled name")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--audio", type=Path, required=True, help="a speech recording for the parity check")
     p.add_argument("--format", default=",".join(FORMATS), help="comma-separated: onnx, torchscript (default both)")
     p.add_argument("--kbps", type=float, default=None, help="bitrate, fixing the codebooks (default: all)")
@@ -486,6 +487,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and report code agreement and waveform SNR against float32.",
     )
     p.add_argument("audio", type=Path, nargs="+", help="speech recordings, joined one after another")
-    p.add_argument("--model", required=True, help="saved model directory or bundled name")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--seconds", type=float, default=35.0, help="length of the test signal (default 35)")
     p.set_defaults(func=_precision_command)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from codec import bitrate
 from codec import streaming as streaming_lib
 from codec.atomic import atomic_write, write_json
 from codec.config import CodecConfig, from_dict, to_dict
@@ -112,9 +112,9 @@ class Codec(nn.Module):
         """
         if bandwidth_kbps is None:
             return self.config.n_q
-        for n, kbps in enumerate(self.bandwidths_kbps, start=1):
-            if math.isclose(kbps, bandwidth_kbps, rel_tol=1e-3):
-                return n
+        n_q = bitrate.codebooks_for_kbps(self.bandwidths_kbps, bandwidth_kbps)
+        if n_q is not None:
+            return n_q
         supported = ", ".join(f"{b:g}" for b in self.bandwidths_kbps)
         raise BandwidthError(f"bandwidth {bandwidth_kbps:g} kbps is not supported; choose one of: {supported}")
 

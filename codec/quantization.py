@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codec.config import CodecConfig
+from codec.measures import perplexity
 
 
 def _distributed() -> bool:
@@ -287,11 +288,9 @@ class ResidualVectorQuantizer(nn.Module):
 
     @staticmethod
     def _level_metrics(level: int, codebook: EMACodebook, idx: Tensor) -> dict[str, float]:
-        counts = torch.bincount(idx.reshape(-1), minlength=codebook.size).float()
-        probs = counts / counts.sum().clamp(min=1)
-        entropy = -(probs * probs.clamp(min=1e-12).log()).sum()
+        counts = torch.bincount(idx.reshape(-1), minlength=codebook.size)
         return {
-            f"perplexity/{level + 1}": float(entropy.exp()),
+            f"perplexity/{level + 1}": float(perplexity(counts)),
             f"dead/{level + 1}": float(codebook.dead_mask().float().mean()),
             f"restarts/{level + 1}": float(codebook.restarts),
         }

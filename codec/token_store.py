@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from codec.atomic import atomic_write, write_json
+from codec.atomic import atomic_write, read_jsonl, write_json, write_jsonl
 from codec.errors import FormatError, InputError
 from codec.patterns import Vocabulary
 
@@ -45,32 +45,6 @@ _TEMP_NAME = re.compile(r"^\.p(\d+)-\d+\..*\.tmp$")  # left by an atomic write t
 def shard_name(process_index: int, sequence: int) -> str:
     """File stem of shard ``sequence`` of process ``process_index``, e.g. ``p01-00007``."""
     return f"p{process_index:02d}-{sequence:05d}"
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Writes one JSON object per line to ``path`` atomically."""
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of the lines of ``path``.
-
-    Raises:
-        FormatError: If a line is not a JSON object.
-    """
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise FormatError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
 
 
 def read_info(root: Path) -> dict[str, Any]:

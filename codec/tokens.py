@@ -39,8 +39,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from codec import audio
+from codec.atomic import write_jsonl
 from codec.errors import InputError, ModelMismatchError
 from codec.model import Codec
+from codec.resolve import DEFAULT_MODEL, MODEL_HELP, load_codec
+from codec.sources import AUDIO_SUFFIXES, find_audio, read_manifest
 from codec.token_store import (
     FAILURES_FILE,
     INFO_FILE,
@@ -50,20 +53,12 @@ from codec.token_store import (
     committed_lines,
     next_sequence,
     read_info,
-    read_jsonl,
     remove_orphans,
     shard_name,
     write_info,
-    write_jsonl,
 )
 
 __all__ = ["TokenDataset", "TokenizeSummary", "detokenize", "list_inputs", "plan_batches", "register", "tokenize"]
-
-#: File name endings taken from an input folder (formats libsndfile reads).
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aif", ".aiff", ".au")
-#: The bundled model used when ``--model`` is not given.
-DEFAULT_MODEL = "speech-16khz"
-
 
 @dataclass(frozen=True)
 class Item:
@@ -80,24 +75,19 @@ class Item:
 
 
 def list_inputs(input_path: str | Path) -> list[Item]:
-    """The audio files of a folder (recursively, sorted) or of a JSONL manifest.
+    """The audio files of a folder (recursively, sorted) or of a manifest (:func:`codec.sources.read_manifest`).
 
-    A manifest line is a JSON object with a ``path``; a relative path is
-    taken from the manifest's folder.
+    An item's name is its path below the folder, or its path as written in
+    the manifest; a relative manifest path is taken from the manifest's folder.
 
     Raises:
         InputError: If the input does not exist, holds no audio, or repeats a path.
     """
     input_path = Path(input_path)
     if input_path.is_dir():
-        files = sorted(p for p in input_path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-        items = [Item(p.relative_to(input_path).as_posix(), p) for p in files]
+        items = [Item(p.relative_to(input_path).as_posix(), p) for p in find_audio(input_path)]
     elif input_path.is_file():
-        items = []
-        for number, row in enumerate(read_jsonl(input_path), start=1):
-            if not isinstance(row.get("path"), str):
-                raise InputError(f'{input_path}: line {number} has no "path" string')
-            items.append(Item(row["path"], input_path.parent / row["path"]))
+        items = [Item(entry.name, entry.path) for entry in read_manifest(input_path)]
     else:
         raise InputError(f"{input_path} is neither a folder of audio files nor a JSONL manifest")
     if not items:
@@ -459,7 +449,7 @@ def detokenize(tokens_dir: str | Path, audio_dir: str | Path, model: Codec, batc
 
 
 def _tokenize_command(args: argparse.Namespace) -> int:
-    model = Codec.from_pretrained(args.model)
+    model = load_codec(args.model)
     summary = tokenize(
         args.input, args.out_dir, model, args.model, args.kbps, args.batch_seconds, args.shard_minutes, args.workers
     )
@@ -471,7 +461,7 @@ def _tokenize_command(args: argparse.Namespace) -> int:
 
 
 def _detokenize_command(args: argparse.Namespace) -> int:
-    model = Codec.from_pretrained(args.model or read_info(Path(args.tokens_dir))["model"])
+    model = load_codec(args.model or read_info(Path(args.tokens_dir))["model"])
     model = model.to(current_processes().device)
     count = detokenize(args.tokens_dir, args.audio_dir, model, args.batch_seconds)
     print(f"wrote {count} WAV files at {model.sample_rate} Hz to {args.audio_dir}")
@@ -488,7 +478,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", type=Path, help="folder of audio files (searched recursively) or JSONL manifest")
     p.add_argument("out_dir", type=Path, help="token directory to create or resume")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"saved model directory or bundled name ({DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"{MODEL_HELP} (default: {DEFAULT_MODEL})")
     p.add_argument("--kbps", type=float, default=None, help="bitrate, choosing the codebooks kept (default: all)")
     p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch (default 60)")
     p.add_argument("--shard-minutes", type=float, default=60.0, help="audio per shard (default 60)")

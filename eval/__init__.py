@@ -11,4 +11,6 @@
 - :mod:`eval.listen`: the listening page, index.html with audio players and spectrograms.
 - :mod:`eval.bench`: encode/decode speed, streaming latency and memory
   (``python -m eval.bench``).
+- :mod:`eval.demo`: ``make demo``, the bundled model and Opus on real speech
+  (``python -m eval.demo``).
 """

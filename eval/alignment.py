@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from codec.atomic import read_jsonl, write_jsonl
 from codec.audio import load
 from codec.errors import CodecError, InputError
-from train.corpus import write_jsonl_atomic
 
 #: pocketsphinx's frame: 10 ms.
 PHONE_FRAME_S = 0.01
@@ -117,8 +117,7 @@ def load_alignments(cache: Path) -> dict[str, Alignment]:
     """The alignments cached in ``cache`` by path (empty if the file does not exist)."""
     if not cache.is_file():
         return {}
-    rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {a.path: a for a in map(Alignment.from_json, rows)}
+    return {a.path: a for a in map(Alignment.from_json, read_jsonl(cache))}
 
 
 def align_manifest(items: list[dict], cache: Path, quiet: bool = False) -> dict[str, Alignment]:
@@ -135,5 +134,5 @@ def align_manifest(items: list[dict], cache: Path, quiet: bool = False) -> dict[
         aligner = Aligner()
         for row in tqdm(todo, desc="aligning phones", unit="file", disable=quiet):
             done[row["path"]] = aligner.align(row["path"], row["text"])
-        write_jsonl_atomic(cache, (a.to_json() for a in done.values()))
+        write_jsonl(cache, (a.to_json() for a in done.values()))
     return {row["path"]: done[row["path"]] for row in items}

@@ -213,13 +213,6 @@ class RoundTrip:
         return self.file_bytes * 8 / self.duration_s / 1000
 
 
-def fit_length(wav: Tensor, length: int) -> Tensor:
-    """``wav`` [..., T] cropped or zero-padded on the right to ``length`` samples."""
-    if wav.shape[-1] >= length:
-        return wav[..., :length]
-    return torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
-
-
 def estimate_delay(ref: Tensor, deg: Tensor, max_lag: int) -> int:
     """Lag in ``0..max_lag`` samples by which ``deg`` [T] trails ``ref`` [T] (cross-correlation peak)."""
     n_fft = 1 << (ref.shape[-1] + deg.shape[-1]).bit_length()
@@ -247,7 +240,7 @@ def round_trip(wav: Tensor, rate: int, setting: BaselineSetting) -> RoundTrip:
         decoded = audio.resample(torch.from_numpy(data.mean(axis=1)), dec_rate, rate)
         delay = estimate_delay(wav, decoded, int(rate * MAX_DELAY_MS / 1000))
         return RoundTrip(
-            decoded=fit_length(decoded[delay:], wav.shape[-1]),
+            decoded=audio.fit_length(decoded[delay:], wav.shape[-1]),
             payload_bytes=payload_bytes(enc),
             file_bytes=enc.stat().st_size,
             duration_s=wav.shape[-1] / rate,

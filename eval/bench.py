@@ -60,8 +60,9 @@ import torch
 from codec import audio
 from codec.errors import CodecError, InputError
 from codec.model import Codec
+from codec.resolve import load_codec as load_model
+from codec.sources import list_audio
 from eval.baselines import BaselineSetting, check_available, parse_baselines
-from eval.evaluate import list_audio, load_model
 
 REFERENCE_SPEC = "preset:24khz"  # EnCodec-24k-sized architecture (codec.presets.codec_24khz)
 OPUS = "opus:6"  # libopus, 16 kHz VoIP, 6 kbps (eval.baselines)

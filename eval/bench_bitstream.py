@@ -29,9 +29,10 @@ import soundfile as sf
 import torch
 
 from codec import audio
-from codec.compress import LoadedModel, compress, decompress, load_model, read_codes, read_info
+from codec.compress import compress, decompress, read_codes, read_info
 from codec.entropy import EntropyTables, fit_counts
 from codec.presets import codec_16khz
+from codec.resolve import LoadedModel, load_model
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
 

@@ -14,8 +14,10 @@ import argparse
 from pathlib import Path
 
 from codec.errors import InputError
+from codec.resolve import MODEL_HELP, load_model
+from codec.sources import list_audio
 from eval.baselines import BASELINES, parse_baselines
-from eval.evaluate import EVAL_RATE_HZ, evaluate, list_audio, load_model_and_tables, speakers_of
+from eval.evaluate import EVAL_RATE_HZ, evaluate, speakers_of
 from eval.listen import DEFAULT_FILES, choose_files, write_page
 from eval.metrics import DEFAULT_METRICS, METRICS
 from eval.report import summary_table, to_json, write_report
@@ -41,9 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quantization (the 'latent' row) and with each baseline, score them, and write a JSON file, a markdown "
         "table, a rate-distortion plot and a listening page (index.html).",
     )
-    p.add_argument("--model", required=True,
-                   help="a directory saved by Codec.save_pretrained, a bundled model name, or preset:16khz / "
-                   "preset:24khz / preset:tiny for an untrained model")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--data", required=True, help="a folder of audio files or a JSONL manifest with a \"path\" key")
     p.add_argument("--kbps", default="0.5,1,2,4", help="our model's nominal bitrates (default: %(default)s)")
     p.add_argument("--baselines", default=",".join(BASELINES),
@@ -70,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--eval-rate must be at least 8000 Hz (the baselines' lowest rate), got {args.eval_rate}")
     if args.listen < 0:
         raise InputError(f"--listen must be 0 or more, got {args.listen}")
-    model, tables = load_model_and_tables(args.model)
+    loaded = load_model(args.model)
     files = list_audio(args.data, args.limit)
     speakers = speakers_of(args.data)
     keep = choose_files(files, args.listen, speakers) if args.html else []
-    result = evaluate(model, files, _floats(args.kbps), parse_baselines(args.baselines), _names(args.metrics),
-                      eval_rate_hz=args.eval_rate, model_spec=args.model, tables=tables, keep=keep)
+    result = evaluate(loaded.codec, files, _floats(args.kbps), parse_baselines(args.baselines), _names(args.metrics),
+                      eval_rate_hz=args.eval_rate, model_spec=args.model, tables=loaded.tables, keep=keep)
     report = to_json(result, str(args.data))
     paths = write_report(report, args.out)
     print(summary_table(report))

@@ -26,9 +26,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from codec import audio
+from codec import audio, measures
 from codec.atomic import write_json
 from codec.errors import InputError
+from codec.resolve import DEFAULT_MODEL, MODEL_HELP, load_codec
+from codec.sources import list_audio
 
 
 @dataclass(frozen=True)
@@ -101,15 +103,11 @@ class CodeCounter:
 
 
 def _level_stats(level: int, counts: Tensor) -> CodebookStats:
-    total = int(counts.sum())
-    probs = counts.double() / total
-    used = probs[probs > 0]
-    entropy = float(-(used * used.log2()).sum())
     return CodebookStats(
         level=level,
-        codes_seen=total,
-        entropy_bits=entropy,
-        perplexity=2.0**entropy,
+        codes_seen=int(counts.sum()),
+        entropy_bits=float(measures.entropy_bits(counts)),
+        perplexity=float(measures.perplexity(counts)),
         dead_fraction=float((counts == 0).double().mean()),
         bits_per_code=math.log2(counts.numel()),
     )
@@ -142,7 +140,8 @@ def format_table(stats: list[CodebookStats], seconds: float, frame_rate_hz: floa
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``codec codebooks``."""
-    parser.add_argument("--model", default="speech-16khz", help="a saved model directory or bundled name")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"{MODEL_HELP} (default: %(default)s)")
     parser.add_argument("--data", required=True, help="a folder of audio files or a JSONL manifest")
     parser.add_argument("--limit", type=int, help="only the first N files")
     parser.add_argument("--json", type=Path, help="also write the statistics to this JSON file")
@@ -153,11 +152,9 @@ def run(args: argparse.Namespace) -> int:
     """Encodes every file with all codebooks and prints the usage of each."""
     from tqdm import tqdm
 
-    from eval.evaluate import list_audio, load_model  # eval.evaluate imports this module
-
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
-    model = load_model(args.model)
+    model = load_codec(args.model)
     counter, seconds, start = CodeCounter(model.config.codebook_size), 0.0, time.perf_counter()
     for path in tqdm(list_audio(args.data, args.limit), desc="encoding", unit="file", disable=args.quiet):
         wav, _ = audio.load(path, target_rate=model.sample_rate, mono=True)  # [1, T]

@@ -12,14 +12,13 @@ quantizes the residual of the previous ones), so each file is encoded once.
 
 Usage from Python::
 
-    model = load_model("preset:16khz")
-    result = evaluate(model, list_audio("clips/"), [1.0, 2.0], parse_baselines("opus"), ["pesq", "stoi"])
+    model = codec.resolve.load_codec("preset:16khz")
+    result = evaluate(model, codec.sources.list_audio("clips/"), [1.0, 2.0], parse_baselines("opus"), ["pesq", "stoi"])
     result.summary()   # mean and 95% confidence interval per system, bitrate and metric
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Collection
@@ -31,12 +30,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from codec import audio, compress
+from codec import audio
 from codec.entropy import EntropyTables, encode_codes
 from codec.errors import InputError
 from codec.model import Codec, EncodedAudio
-from codec.presets import PRESETS
-from eval.baselines import BaselineSetting, check_available, fit_length, round_trip
+from codec.sources import read_manifest
+from eval.baselines import BaselineSetting, check_available, round_trip
 from eval.codebooks import CodebookStats, CodeCounter, entropy_bound_kbps
 from eval.metrics import (
     Metric,
@@ -48,88 +47,19 @@ from eval.metrics import (
     get_metrics,
 )
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 EVAL_RATE_HZ = 16000  # every speech metric here is defined at (or accepts) 16 kHz
 REFERENCE = "reference"  # the system name of the unprocessed signal (metric ceilings)
 LATENT = "latent"  # the system name of our decoder fed the encoder's unquantized output (the quantizer's ceiling)
-SEED = 0  # seeds the random initialisation of untrained presets
 
 
 # ----- inputs -----------------------------------------------------------------------------------
-def load_model_and_tables(spec: str) -> tuple[Codec, EntropyTables]:
-    """A model and its entropy tables from a saved directory, a bundled name, or ``preset:NAME``.
-
-    ``preset:NAME`` builds an untrained model of a preset architecture
-    (``16khz``, ``24khz``, ``tiny``) with a fixed seed and uniform tables, so
-    the harness runs before any model is trained. Other models come with the
-    tables saved beside their weights (uniform if none), as ``codec compress`` uses them.
-
-    Raises:
-        ModelNotFoundError: If nothing matches ``spec``.
-        InputError: On an unknown preset name.
-    """
-    if spec.startswith("preset:"):
-        name = spec.split(":", 1)[1]
-        if name not in PRESETS:
-            raise InputError(f"unknown preset {name!r} in {spec!r}; choose from {', '.join(PRESETS)}")
-        torch.manual_seed(SEED)
-        model = Codec(PRESETS[name]()).eval()
-        return model, EntropyTables.uniform(model.config.n_q, model.config.codebook_size)
-    loaded = compress.load_model(spec)
-    return loaded.codec, loaded.tables
-
-
-def load_model(spec: str) -> Codec:
-    """The model of :func:`load_model_and_tables`."""
-    return load_model_and_tables(spec)[0]
-
-
-def list_audio(data: str | Path, limit: int | None = None) -> list[Path]:
-    """Audio files of a folder (searched recursively, sorted) or of a JSONL manifest's ``"path"`` fields.
-
-    Relative manifest paths are resolved against the manifest's folder.
-
-    Raises:
-        InputError: If ``data`` does not exist, a manifest line is malformed, or no file is found.
-    """
-    data = Path(data)
-    if data.is_dir():
-        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-    elif data.is_file() and data.suffix == ".jsonl":
-        files = _manifest_paths(data)
-    else:
-        raise InputError(f"{data} is neither a folder of audio files nor a .jsonl manifest")
-    if not files:
-        raise InputError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in {data}")
-    return files[:limit] if limit else files
-
-
-def _manifest_entries(manifest: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """``(resolved path, entry)`` of each line of a JSONL manifest."""
-    entries = []
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            path = Path(entry["path"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise InputError(f"{manifest}:{number}: expected a JSON object with a \"path\" key") from None
-        entries.append((path if path.is_absolute() else manifest.parent / path, entry))
-    return entries
-
-
-def _manifest_paths(manifest: Path) -> list[Path]:
-    return [path for path, _ in _manifest_entries(manifest)]
-
-
 def speakers_of(data: str | Path) -> dict[Path, str]:
     """The ``"speaker"`` field of each file of a JSONL manifest (empty for a folder or a manifest without it)."""
-    data = Path(data)
+    data = Path(data).expanduser()
     if not (data.is_file() and data.suffix == ".jsonl"):
         return {}
-    return {path: str(entry["speaker"]) for path, entry in _manifest_entries(data)
-            if entry.get("speaker") is not None}
+    return {entry.path: str(entry.row["speaker"]) for entry in read_manifest(data)
+            if entry.row.get("speaker") is not None}
 
 
 # ----- results ----------------------------------------------------------------------------------
@@ -320,7 +250,7 @@ def codec_round_trips(model: Codec, ref: torch.Tensor, rate: int, bitrates_kbps:
             codes = prefix.codes[..., : int(encoded.frame_lengths[0])].cpu().numpy()  # [1, n_q, F]
             blocks = encode_codes(codes, tables, model.config.codebook_size)
             entropy_kbps = sum(len(b) for b in blocks) * 8 / duration_s / 1000
-        out.append(CodecTrip(kbps, bits / duration_s / 1000, entropy_kbps, fit_length(decoded, ref.shape[-1])))
+        out.append(CodecTrip(kbps, bits / duration_s / 1000, entropy_kbps, audio.fit_length(decoded, ref.shape[-1])))
     return out
 
 
@@ -328,7 +258,7 @@ def latent_round_trip(model: Codec, ref: Tensor, rate: int) -> Tensor:
     """Our decoder on the encoder's unquantized output of ``ref`` [T]; ``[T]`` at ``rate``."""
     wav = audio.resample(ref, rate, model.sample_rate)[None, None]  # [1, 1, T']
     decoded = audio.resample(model.decode_unquantized(wav)[0, 0], model.sample_rate, rate)
-    return fit_length(decoded, ref.shape[-1])
+    return audio.fit_length(decoded, ref.shape[-1])
 
 
 def evaluate(

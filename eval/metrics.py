@@ -41,6 +41,7 @@ import torch
 
 from codec.audio import resample
 from codec.errors import CodecError, InputError
+from codec.measures import si_sdr_db
 from codec.spectrogram import fft_size, power_spectrogram
 
 #: ViSQOL speech mode's similarity-to-MOS mapping (the C++ default), named in every output.
@@ -82,20 +83,14 @@ def _at_rate(x: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
 
 # ----- signal metrics ---------------------------------------------------------------------------
 def si_sdr(ref: np.ndarray, deg: np.ndarray, rate: int | None = None) -> float:
-    """Scale-invariant SDR in dB (Le Roux et al., ICASSP 2019), on zero-mean signals.
+    """Scale-invariant SDR in dB of ``deg`` against ``ref`` (:func:`codec.measures.si_sdr_db`), in float64.
 
-    ``deg`` is split into the projection onto ``ref`` (the target) and the rest
-    (the distortion); the score is ``10 log10(|target|^2 / |distortion|^2)``,
-    capped at :data:`SISDR_MAX_DB` (reached by identical signals). ``rate`` is
+    Capped at :data:`SISDR_MAX_DB` (reached by identical signals). ``rate`` is
     accepted for a uniform signature and ignored.
     """
     _check_pair(ref, deg)
-    ref = ref.astype(np.float64) - ref.mean()
-    deg = deg.astype(np.float64) - deg.mean()
-    eps = np.finfo(np.float64).eps
-    target = (deg @ ref) / (ref @ ref + eps) * ref
-    distortion = deg - target
-    return float(min(SISDR_MAX_DB, 10 * np.log10((target @ target + eps) / (distortion @ distortion + eps))))
+    ref_t, deg_t = torch.from_numpy(ref.astype(np.float64)), torch.from_numpy(deg.astype(np.float64))
+    return float(min(SISDR_MAX_DB, si_sdr_db(ref_t, deg_t, eps=float(np.finfo(np.float64).eps))))
 
 
 @functools.lru_cache(maxsize=8)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -38,12 +37,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from codec import sources
 from codec.atomic import write_json
 from codec.audio import load
 from codec.errors import InputError
 from codec.model import Codec
+from codec.resolve import load_codec
 from eval.alignment import align_manifest
-from eval.evaluate import load_model
 
 #: Utterances longer than this are cut for the speaker probe (seconds).
 PROBE_MAX_S = 10.0
@@ -206,24 +206,14 @@ def speaker_probe(model: Codec, rows: list[dict], per_speaker: int, quiet: bool 
 
 
 def read_manifest(path: Path, limit: int | None = None) -> list[dict]:
-    """Rows of a JSONL manifest (the first ``limit``).
+    """Rows of a JSONL manifest (the first ``limit``), each ``"path"`` taken from the manifest's folder.
 
     Raises:
         InputError: If the file is missing or a line is not a JSON object with a ``path``.
     """
     if not path.is_file():
         raise InputError(f"manifest {path} does not exist; build the corpus with `make data`")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            row["path"] = str(row["path"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise InputError(f"{path}:{n}: expected a JSON object with a 'path' key") from None
-        rows.append(row)
-    return rows[:limit]
+    return [entry.row | {"path": str(entry.path)} for entry in sources.read_manifest(path)][:limit]
 
 
 def format_report(reports: dict[str, dict]) -> str:
@@ -269,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     dev = read_manifest(args.dev)
     reports = {}
     for spec in args.model:
-        model = load_model(spec)
+        model = load_codec(spec)
         reports[spec] = {"phones": phone_table(model, alignments, args.quiet),
                          "speaker": speaker_probe(model, dev, args.per_speaker, args.quiet)}
     print(format_report(reports))

@@ -149,3 +149,12 @@ def test_read_info_of_a_real_clip(mono_clip: Path) -> None:
     info = audio.read_info(mono_clip)
     wav, rate = audio.load(mono_clip)
     assert (info.samplerate, info.channels, info.frames) == (rate, 1, wav.shape[-1])
+
+
+@pytest.mark.parametrize("length", [100, 16000, 20000], ids=["crop", "same", "pad"])
+def test_fit_length_crops_or_pads_on_the_right(mono_clip: Path, length: int) -> None:
+    wav = audio.load(mono_clip)[0][..., :16000]  # [1, 16000]
+    fitted = audio.fit_length(wav, length)
+    assert fitted.shape == (1, length)
+    kept = min(length, wav.shape[-1])
+    assert torch.equal(fitted[..., :kept], wav[..., :kept]) and not fitted[..., kept:].any()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from codec import bitstream
+from codec import bitrate, bitstream
 from codec.bitstream import Chunk, Header
 from codec.errors import BandwidthError, FormatError
 from codec.presets import codec_16khz_config, codec_tiny_config
@@ -75,6 +75,13 @@ def test_bandwidths_match_the_model_config() -> None:
         assert [bitstream.n_q_for_bandwidth(header, r) for r in rates] == list(range(1, config.n_q + 1))
     with pytest.raises(BandwidthError, match="choose one of: 0.5, 1, 1.5"):
         bitstream.n_q_for_bandwidth(_header(), 2.0)
+
+
+def test_bitrate_arithmetic_is_codebooks_times_frames_times_log2_k() -> None:
+    assert bitrate.bandwidth_kbps(8, 50.0, 1024) == 4.0  # speech-16khz at all codebooks
+    assert bitrate.bandwidths_kbps(3, 75.0, 1024) == (0.75, 1.5, 2.25)  # EnCodec 24 kHz rates
+    assert bitrate.codebooks_for_kbps((0.75, 1.5, 2.25), 1.5004) == 2
+    assert bitrate.codebooks_for_kbps((0.75, 1.5, 2.25), 1.6) is None
 
 
 @pytest.mark.parametrize(

@@ -77,4 +77,4 @@ def test_codebooks_command_counts_every_frame_of_real_speech(tmp_path: Path, cap
     assert [level["codes_seen"] for level in report["levels"]] == [frames] * 8
     assert all(0 < level["dead_fraction"] < 1 for level in report["levels"])
     assert main(["codebooks", "--data", str(tmp_path / "missing")]) != 0
-    assert "missing is neither a folder of audio files nor a .jsonl manifest" in capsys.readouterr().err
+    assert "missing is neither a folder nor a manifest" in capsys.readouterr().err

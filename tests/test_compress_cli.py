@@ -15,7 +15,7 @@ import torch
 from conftest import data_wavs
 
 import codec.model
-from codec import audio, compress
+from codec import audio, compress, resolve
 from codec.cli import main
 from codec.compress import LoadedModel, decode_stream, load_model, read_codes
 from codec.entropy import EntropyTables, fit_counts
@@ -260,7 +260,7 @@ def test_user_errors_exit_2_with_one_line(
     other = tmp_path / "other"
     torch.manual_seed(1)
     Codec(codec_tiny_config()).save_pretrained(other)
-    monkeypatch.setattr(compress, "DEFAULT_MODEL", "no-such-model")
+    monkeypatch.setattr(resolve, "DEFAULT_MODEL", "no-such-model")
     if case == "corrupt":
         _corrupt_first_chunk(packed)
     args = {
@@ -349,7 +349,6 @@ def test_decompress_uses_the_bundled_model_named_in_the_file(
     bundled = tmp_path / "pretrained"
     fitted_codec.save_pretrained(bundled / "tiny-bundled")
     monkeypatch.setattr(codec.model, "PRETRAINED_DIR", bundled)
-    monkeypatch.setattr(compress, "PRETRAINED_DIR", bundled)
     packed = tmp_path / "x.rvq"
     assert _run("compress", clip, packed, "--model", "tiny-bundled", "--quiet") == 0
     assert read_codes(packed)[0].model_name == "tiny-bundled"

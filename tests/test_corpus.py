@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -106,29 +104,6 @@ def test_build_clips_respects_max_and_drops_short_tail() -> None:
     utterances = [np.ones(100_000, dtype=np.float32)] * 20
     assert len(corpus.build_clips(utterances, max_clips=4)) == 4
     assert corpus.build_clips([np.ones(50_000, dtype=np.float32)]) == []
-
-
-def test_write_jsonl_atomic_is_well_formed_and_leaves_no_temp(tmp_path: Path) -> None:
-    rows = [{"path": "/a.wav", "duration_s": 1.5, "speaker": "gcin-voice5", "text": "ㄊㄢ"}, {"path": "/b.wav"}]
-    path = tmp_path / "sub" / "train.jsonl"
-    corpus.write_jsonl_atomic(path, rows)
-    corpus.write_jsonl_atomic(path, rows[:1])  # replaces, never appends
-    assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] == rows[:1]
-    assert sorted(p.name for p in path.parent.iterdir()) == ["train.jsonl"]
-
-
-def test_write_jsonl_atomic_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
-    path = tmp_path / "dev.jsonl"
-    corpus.write_jsonl_atomic(path, [{"a": 1}])
-
-    def broken_rows() -> Iterator[dict[str, int]]:
-        yield {"a": 2}
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        corpus.write_jsonl_atomic(path, broken_rows())
-    assert path.read_text() == '{"a": 1}\n'
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev.jsonl"]
 
 
 def test_write_wav_atomic_writes_16_bit_pcm(tmp_path: Path) -> None:

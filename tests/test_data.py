@@ -11,32 +11,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec.errors import InputError
+from codec.sources import list_audio
 from train.config import DataConfig
-from train.data import CropDataset, ShardDataset, StepSampler, is_held_out, list_audio, probe, split_entries
+from train.data import CropDataset, ShardDataset, StepSampler, is_held_out, probe, split_entries
 
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def test_manifests_and_folders_list_the_same_files(tmp_path: Path) -> None:
-    files = list_audio(str(DATA))
-    assert files and all(Path(f).is_file() for f in files)
-    (tmp_path / "list.txt").write_text("\n".join(files) + "\n")
-    (tmp_path / "list.jsonl").write_text("".join(f'{{"path": "{f}", "duration_s": 1.0}}\n' for f in files))
-    assert list_audio(str(tmp_path / "list.txt")) == files
-    assert list_audio(str(tmp_path / "list.jsonl")) == files
-
-
-def test_bad_sources_raise_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="neither a folder nor a manifest"):
-        list_audio(str(tmp_path / "missing"))
-    (tmp_path / "bad.jsonl").write_text('{"file": "x.wav"}\n')
-    with pytest.raises(InputError, match="bad.jsonl:1"):
-        list_audio(str(tmp_path / "bad.jsonl"))
-
-
 def test_corrupt_and_short_files_are_skipped_with_one_warning(tmp_path: Path) -> None:
-    good = list_audio(str(DATA))
+    good = [str(p) for p in list_audio(DATA)]
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF not really a wave file")
     sf.write(tmp_path / "short.wav", np.zeros(100, dtype="float32"), 16000)
     with pytest.warns(UserWarning, match="skipped 1 unreadable and 1 too short"):
@@ -45,7 +28,7 @@ def test_corrupt_and_short_files_are_skipped_with_one_warning(tmp_path: Path) ->
 
 
 def test_crops_are_deterministic_mono_and_resampled() -> None:
-    entries = probe(list_audio(str(DATA)), 0.3)
+    entries = probe([str(p) for p in list_audio(DATA)], 0.3)
     dataset = CropDataset(entries, 16000, DataConfig(segment_s=0.5, gain_db=6.0))
     stereo = next(i for i, e in enumerate(entries) if e.channels == 2)
     a, b, c = dataset[(stereo, 7)], dataset[(stereo, 7)], dataset[(stereo, 8)]
@@ -79,7 +62,7 @@ def test_webdataset_shards_give_crops(tmp_path: Path) -> None:
     import webdataset as wds
 
     with wds.TarWriter(str(tmp_path / "shard-000.tar")) as sink:
-        for i, path in enumerate(list_audio(str(DATA))):
+        for i, path in enumerate(list_audio(DATA)):
             buf = io.BytesIO()
             data, rate = sf.read(path, dtype="float32")
             sf.write(buf, data, rate, format="FLAC")

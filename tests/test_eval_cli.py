@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA_DIR, data_wavs
+from conftest import DATA_DIR
 
 from codec.cli import main
 from codec.errors import InputError, ModelNotFoundError
-from codec.presets import codec_tiny_config
-from eval.evaluate import list_audio, load_model, load_model_and_tables, mean_ci, score
+from codec.presets import PRESETS, codec_tiny_config
+from codec.resolve import MODEL_HELP, load_codec, load_model
+from eval.evaluate import mean_ci, score
 from eval.metrics import METRICS, Metric
 
 FAST_METRICS = "sisdr,mel,stoi,pesq"
@@ -74,34 +75,19 @@ def test_unsupported_bitrate_fails_before_writing(tmp_path: Path, capsys: pytest
     assert not (tmp_path / "out").exists()
 
 
-def test_manifest_paths_resolve_against_the_manifest(tmp_path: Path) -> None:
-    wavs = data_wavs(channels=1)[:2]
-    (tmp_path / "a.wav").symlink_to(wavs[0])
-    manifest = tmp_path / "clips.jsonl"
-    manifest.write_text(json.dumps({"path": "a.wav"}) + "\n\n" + json.dumps({"path": str(wavs[1])}) + "\n")
-    assert list_audio(manifest) == [tmp_path / "a.wav", wavs[1]]
-    assert list_audio(manifest, limit=1) == [tmp_path / "a.wav"]
-    manifest.write_text('{"file": "a.wav"}\n')
-    with pytest.raises(InputError, match='clips.jsonl:1: expected a JSON object with a "path" key'):
-        list_audio(manifest)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no audio files"):
-        list_audio(tmp_path / "empty")
-    with pytest.raises(InputError, match="neither a folder"):
-        list_audio(tmp_path / "missing")
-
-
 def test_models_load_from_presets_and_saved_directories(tmp_path: Path) -> None:
-    preset = load_model("preset:tiny")
+    preset = load_codec("preset:tiny")
     assert preset.config.name == "codec-tiny" and not preset.training
+    assert load_codec("preset:tiny").model_id == preset.model_id  # the same seed every time
     preset.save_pretrained(tmp_path / "model")
-    model, tables = load_model_and_tables(str(tmp_path / "model"))
-    assert model.model_id == preset.model_id
-    assert tables.counts.shape == (preset.config.n_q, preset.config.codebook_size)
+    loaded = load_model(str(tmp_path / "model"))
+    assert loaded.model_id == preset.model_id and loaded.name == "codec-tiny"
+    assert loaded.tables.counts.shape == (preset.config.n_q, preset.config.codebook_size)
     with pytest.raises(InputError, match="choose from 16khz, 24khz, tiny"):
         load_model("preset:48khz")
     with pytest.raises(ModelNotFoundError):
         load_model(str(tmp_path / "missing"))
+    assert all(f"preset:{name}" in MODEL_HELP for name in PRESETS)
 
 
 def test_confidence_interval() -> None:

@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 from codec.config import load_yaml
 from codec.errors import ConfigError
 from codec.presets import codec_tiny_config
+from codec.sources import list_audio
 from train import semantic as semantic_lib
 from train.config import DataConfig, SemanticConfig, TrainConfig
-from train.data import CropDataset, list_audio, probe
+from train.data import CropDataset, probe
 from train.loop import train
 from train.semantic import SemanticHead, TargetCache, build_semantic, select_layers
 from train.teachers import (
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def entries() -> list:
-    return probe(list_audio(str(DATA_DIR)), 0.3)
+    return probe([str(p) for p in list_audio(DATA_DIR)], 0.3)
 
 
 def save_tiny_hubert(directory: Path, normalize: bool) -> torch.nn.Module:

@@ -13,7 +13,7 @@ Steps (the sources and the split rules are those of the project's data notes):
    drop files with under 0.3 s of speech, trim silence with the Silero VAD,
    write ``DIR/wav/<split>/<speaker>/<name>.wav`` as 16-bit PCM (existing
    outputs are reused, so delete ``DIR/wav`` to rebuild them).
-4. ``write_jsonl_atomic``: one manifest per split, ``DIR/<split>.jsonl``.
+4. ``write_jsonl``: one manifest per split, ``DIR/<split>.jsonl``.
 5. ``write_dev_clips``: 10 s clips of the dev speakers in ``DIR/dev_clips/``.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from codec.atomic import atomic_path
+from codec.atomic import atomic_path, write_jsonl
 
 SAMPLE_RATE_HZ = 16_000
 CLIP_SAMPLES = 10 * SAMPLE_RATE_HZ  # 10 s clips for ViSQOL / PESQ / DNSMOS
@@ -68,7 +67,9 @@ PACKAGES = (
     *(f"asterisk-core-sounds-{lang}-g722" for lang in ASTERISK_LANGS),
     *(f"asterisk-core-sounds-{lang}" for lang in ASTERISK_LANGS),
 )
-AUDIO_SUFFIXES = (".ogg", ".g722", ".wav")
+#: Audio inside the Debian packages (raw G.722 included, converted with ffmpeg); not a listing of user folders
+#: (that is codec.sources.AUDIO_SUFFIXES).
+PACKAGE_AUDIO_SUFFIXES = (".ogg", ".g722", ".wav")
 SPLITS = ("train", "dev", "aligned")
 
 
@@ -210,7 +211,7 @@ def list_utterances(roots: dict[str, Path], wav_dir: Path) -> tuple[list[Utteran
     texts = load_transcripts(roots, "en")
     utterances, skipped = [], Counter()
     for package, root in sorted(roots.items()):
-        for src in sorted(p for p in root.rglob("*") if p.suffix in AUDIO_SUFFIXES and p.is_file()):
+        for src in sorted(p for p in root.rglob("*") if p.suffix in PACKAGE_AUDIO_SUFFIXES and p.is_file()):
             relpath = src.relative_to(root).as_posix()
             assignment = classify(package, relpath)
             if assignment is None:
@@ -230,7 +231,7 @@ def list_utterances(roots: dict[str, Path], wav_dir: Path) -> tuple[list[Utteran
 def output_stem(relpath: str) -> str:
     """``usr/share/tuxpaint/stamps/a/cat_desc_fr.ogg`` -> ``tuxpaint__stamps__a__cat_desc_fr``."""
     path = relpath.removeprefix("usr/share/")
-    while path.endswith(AUDIO_SUFFIXES):  # also strips the odd `_desc_da.ogg.ogg`
+    while path.endswith(PACKAGE_AUDIO_SUFFIXES):  # also strips the odd `_desc_da.ogg.ogg`
         path = path[: path.rindex(".")]
     return path.replace("/", "__")
 
@@ -375,15 +376,6 @@ def manifest_row(utt: Utterance, duration_s: float) -> dict[str, Any]:
     return row | ({"text": utt.text} if utt.text is not None else {})
 
 
-def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Writes one JSON object per line to a temporary file, then renames it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 # ---------------------------------------------------------------- 5. dev clips
 def build_clips(
     utterances: Iterable[np.ndarray],
@@ -476,10 +468,11 @@ def main(argv: list[str] | None = None) -> None:
         manifests, vad_skipped = process_all(utterances)
     except CorpusError as error:
         sys.exit(f"error: {error}")
+    out.mkdir(parents=True, exist_ok=True)
     for split, split_rows in manifests.items():
-        write_jsonl_atomic(out / f"{split}.jsonl", split_rows)
+        write_jsonl(out / f"{split}.jsonl", split_rows)
     manifests["dev_clips"] = write_dev_clips(manifests["dev"], out)
-    write_jsonl_atomic(out / "dev_clips.jsonl", manifests["dev_clips"])
+    write_jsonl(out / "dev_clips.jsonl", manifests["dev_clips"])
     print(summarize(manifests))
     for reason, count in sorted((skipped + vad_skipped).items()):
         print(f"skipped {count:>5}: {reason}")

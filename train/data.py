@@ -1,8 +1,8 @@
 """Training data: random fixed-length crops of audio files, in a reproducible order.
 
 Sources are folders (searched recursively), manifests (``.txt`` with one path
-per line, ``.jsonl`` with ``path`` and optional ``duration_s``) or WebDataset
-tar shards. Files are probed once at start; unreadable or too-short files are
+per line, ``.jsonl`` with ``path``; both listed by :func:`codec.sources.list_audio`)
+or WebDataset tar shards. Files are probed once at start; unreadable or too-short files are
 skipped with one warning that counts them.
 
 Which file and which crop a step sees is a pure function of ``(seed,
@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -28,14 +26,12 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
-from codec.audio import resample
+from codec.audio import fit_length, resample
 from codec.errors import InputError
+from codec.sources import AUDIO_SUFFIXES, list_audio
 from train.config import DataConfig
 
 log = logging.getLogger(__name__)
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au"}
-
 
 @dataclass(frozen=True)
 class AudioEntry:
@@ -50,31 +46,6 @@ class AudioEntry:
     def duration_s(self) -> float:
         """Duration in seconds."""
         return self.frames / self.sample_rate
-
-
-def list_audio(source: str) -> list[str]:
-    """Paths named by a folder or a manifest (``.txt`` / ``.jsonl``).
-
-    Raises:
-        InputError: If the source does not exist or a manifest line is malformed.
-    """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not path.is_file():
-        raise InputError(f"data source {source} is neither a folder nor a manifest file")
-    if path.suffix.lower() in AUDIO_SUFFIXES:
-        return [str(path)]
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix == ".jsonl":
-        out = []
-        for n, line in enumerate(lines, 1):
-            try:
-                out.append(json.loads(line)["path"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise InputError(f"{source}:{n}: expected a JSON object with a 'path' key") from None
-        return out
-    return lines
 
 
 def probe(paths: list[str], min_duration_s: float) -> list[AudioEntry]:
@@ -112,13 +83,6 @@ def to_channels(wav: np.ndarray, channel: str, rng: np.random.Generator) -> np.n
     if channel == "random":
         return wav[:, rng.integers(wav.shape[1])]
     raise InputError(f"data.channel must be 'mix' or 'random', got {channel!r}")
-
-
-def fit_length(wav: torch.Tensor, length: int) -> torch.Tensor:
-    """Crops or zero-pads ``wav`` [..., T] on the right to ``length`` samples."""
-    if wav.shape[-1] >= length:
-        return wav[..., :length]
-    return torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
 
 
 def apply_gain(wav: torch.Tensor, gain_db: float, rng: np.random.Generator) -> torch.Tensor:
@@ -283,9 +247,9 @@ def is_shard_source(source: str) -> bool:
 
 def split_entries(config: DataConfig) -> tuple[list[AudioEntry], list[AudioEntry]]:
     """Probed training and validation entries from the file sources of ``config``."""
-    train_paths = [p for s in config.train if not is_shard_source(s) for p in list_audio(s)]
+    train_paths = [str(p) for s in config.train if not is_shard_source(s) for p in list_audio(s)]
     if config.valid:
-        valid_paths = [p for s in config.valid for p in list_audio(s)]
+        valid_paths = [str(p) for s in config.valid for p in list_audio(s)]
     else:
         valid_paths = [p for p in train_paths if is_held_out(p, config.valid_fraction)]
         train_paths = [p for p in train_paths if not is_held_out(p, config.valid_fraction)]

@@ -27,7 +27,9 @@ from tqdm import tqdm
 
 from codec.config import to_dict
 from codec.errors import CodecError, ConfigError
+from codec.measures import perplexity, si_sdr_db
 from codec.model import Codec
+from codec.resolve import load_codec
 from train.balancer import Balancer
 from train.config import OptimConfig, TrainConfig
 from train.data import CropDataset, ShardDataset, StepSampler, is_shard_source, load_excerpt, split_entries
@@ -37,7 +39,6 @@ from train.losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
-    si_sdr,
 )
 from train.semantic import SemanticDistillation, build_semantic
 
@@ -168,7 +169,7 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
         TrainingError: If the saved model's architecture differs from ``model``'s
             (any model setting outside :data:`TRAINING_ONLY_KEYS`).
     """
-    source = Codec.from_pretrained(os.path.expanduser(name_or_path))
+    source = load_codec(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
     differ = ", ".join(
         f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in TRAINING_ONLY_KEYS and mine[k] != theirs[k]
@@ -418,14 +419,13 @@ def validate(codec: Codec, clips: list[torch.Tensor], mel_loss: torch.nn.Module)
             x = wav[None].to(device)  # [1, 1, T]
             y = codec.decode(codec.encode(x, bandwidth_kbps=kbps))
             mels.append(float(mel_loss(y, x)))
-            sdrs.append(float(si_sdr(y, x).mean()))
+            sdrs.append(float(si_sdr_db(x, y).mean()))
         results[f"mel@{kbps:g}kbps"] = sum(mels) / len(mels)
         results[f"sisdr@{kbps:g}kbps"] = sum(sdrs) / len(sdrs)
     codes = torch.cat([codec.encode(w[None].to(device)).codes for w in clips], dim=-1)  # [1, n_q, sum F]
     for level in range(codes.shape[1]):
-        counts = torch.bincount(codes[0, level], minlength=codec.config.codebook_size).float()
-        p = counts / counts.sum()
-        results[f"perplexity/{level + 1}"] = float((-(p * p.clamp(min=1e-12).log()).sum()).exp())
+        counts = torch.bincount(codes[0, level], minlength=codec.config.codebook_size)
+        results[f"perplexity/{level + 1}"] = float(perplexity(counts))
     codec.train()
     return results
 

@@ -122,13 +122,3 @@ def feature_matching_loss(real: list[DiscOutput], fake: list[DiscOutput]) -> Ten
             r = r.detach()
             terms.append(F.l1_loss(f, r) / (r.abs().mean() + 1e-8))
     return sum(terms) / len(terms)
-
-
-def si_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8) -> Tensor:
-    """Scale-invariant SDR in dB per item; inputs [B, 1, T]."""
-    reference = reference - reference.mean(-1, keepdim=True)
-    estimate = estimate - estimate.mean(-1, keepdim=True)
-    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
-    target = scale * reference
-    noise = estimate - target
-    return 10 * torch.log10(target.pow(2).sum(-1) / (noise.pow(2).sum(-1) + eps) + eps).squeeze(1)

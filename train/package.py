@@ -22,19 +22,21 @@ from pathlib import Path
 import torch
 
 from codec.entropy import EntropyTables, fit_counts
-from codec.model import PRETRAINED_DIR, Codec
-from train.data import list_audio, load_excerpt, probe
+from codec.model import PRETRAINED_DIR
+from codec.resolve import DEFAULT_MODEL, load_codec
+from codec.sources import list_audio
+from train.data import load_excerpt, probe
 
 
 def package(model_dir: Path, name: str, data: list[str], files: int, seconds: float) -> Path:
     """Writes the bundled model ``name`` from ``model_dir``; returns its directory."""
-    codec = Codec.from_pretrained(model_dir)
+    codec = load_codec(model_dir)
     codec.config = dataclasses.replace(codec.config, name=name)
     with torch.no_grad():  # the codes below and the tables must be those of the float16 weights users load
         for tensor in codec.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
-    paths = [p for source in data for p in list_audio(source)]
+    paths = [str(p) for source in data for p in list_audio(source)]
     step = max(len(paths) // files, 1)
     entries = probe(paths[::step][:files], 0.3)
     with torch.no_grad():
@@ -57,7 +59,7 @@ def package(model_dir: Path, name: str, data: list[str], files: int, seconds: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="a directory written by save_pretrained (RUN_DIR/model)")
-    parser.add_argument("--name", default="speech-16khz")
+    parser.add_argument("--name", default=DEFAULT_MODEL)
     parser.add_argument("--data", nargs="+", default=[str(Path.home() / "data/rvq/train.jsonl")])
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -65,7 +67,7 @@ def main() -> None:
     PRETRAINED_DIR.mkdir(exist_ok=True)
     torch.set_num_threads(1)
     target = package(args.model_dir, args.name, args.data, args.files, args.seconds)
-    codec = Codec.from_pretrained(args.name)
+    codec = load_codec(args.name)
     print(f"bundled {args.name} ({codec.model_id}) in {target}")
 
 

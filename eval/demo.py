@@ -1,13 +1,14 @@
 """``make demo``: compress and decompress real speech with the bundled model, next to Opus.
 
-    python -m codec.demo [--model speech-16khz] [--kbps 2,4] [--opus 6,8] [--out demo-results] [FILE ...]
+    python -m eval.demo [--model speech-16khz] [--kbps 2,4] [--opus 6,8] [--out demo-results] [FILE ...]
 
 For each file it writes a compressed file at each bitrate, decodes it back,
 and prints the bitrate measured from the file's bytes (header included) and
 ViSQOL (speech mode, lattice mapping) and PESQ-WB against the original; the
 same for Opus (ffmpeg libopus, VoIP mode; payload bitrate measured by
-ffprobe). The default files are the development-split clips in
-``tests/data`` (speakers never seen in training). It then writes a
+ffprobe). Without files it takes the development-split clips in the
+checkout's ``tests/data`` (speakers never seen in training): the demo is a
+script over :mod:`eval`, run from a checkout of the repository. It then writes a
 listening page (``codec eval``'s, :mod:`eval.listen`) of the same files to
 ``--out``: every file as heard and seen (spectrogram) through each bitrate,
 the decoder on the unquantized latent and Opus, and prints its path.
@@ -24,35 +25,67 @@ from pathlib import Path
 import torch
 
 from codec import audio
-from codec.compress import compress, decompress, load_model
-from codec.errors import CodecError
+from codec.compress import compress, decompress
+from codec.errors import CodecError, InputError
+from codec.resolve import DEFAULT_MODEL, MODEL_HELP, LoadedModel, load_model
+from eval.baselines import parse_baselines, round_trip
+from eval.evaluate import evaluate
+from eval.listen import write_page
+from eval.metrics import pesq_wb, visqol_speech
+from eval.report import to_json, write_report
 
-DEV_CLIPS = sorted((Path(__file__).resolve().parents[1] / "tests" / "data").glob("asterisk_*.wav")) + sorted(
-    (Path(__file__).resolve().parents[1] / "tests" / "data").glob("codec2_*.wav")
-)
+#: The checkout's clips of the development split (16 kHz mono speech; tests/data/README.md).
+CLIPS_DIR = Path(__file__).resolve().parents[1] / "tests" / "data"
+CLIP_PATTERNS = ("asterisk_*.wav", "codec2_*.wav")
+
+
+def default_clips(folder: Path = CLIPS_DIR) -> list[Path]:
+    """The development-split clips of ``folder``.
+
+    Raises:
+        InputError: If there are none (not a checkout): says to pass files.
+    """
+    clips = [p for pattern in CLIP_PATTERNS for p in sorted(folder.glob(pattern))]
+    if not clips:
+        raise InputError(
+            f"no speech clips in {folder} (the demo's default, present in a checkout of rvq-codec); "
+            "pass speech files: python -m eval.demo FILE ..."
+        )
+    return clips
+
+
+def check_files(files: list[Path]) -> list[Path]:
+    """``files`` if each is an existing file.
+
+    Raises:
+        InputError: Naming the first missing file.
+    """
+    for path in files:
+        if not path.is_file():
+            raise InputError(f"{path} does not exist; pass speech files (WAV, FLAC, ...) to the demo")
+    return files
 
 
 def _scores(ref: torch.Tensor, deg: torch.Tensor, rate: int) -> tuple[float, float]:
-    from eval.metrics import pesq_wb, visqol_speech
-
     r, d = ref.numpy(), deg.numpy()
     return visqol_speech(r, d, rate), pesq_wb(r, d, rate)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="*", type=Path, help="speech files (default: tests/data dev clips)")
-    parser.add_argument("--model", default=None, help="model directory or bundled name (default speech-16khz)")
+    parser.add_argument("files", nargs="*", type=Path,
+                        help=f"speech files (default: the development clips in {CLIPS_DIR})")
+    parser.add_argument("--model", default=None, help=f"{MODEL_HELP} (default: {DEFAULT_MODEL})")
     parser.add_argument("--kbps", default="2,4", help="our bitrates")
     parser.add_argument("--opus", default="6,8", help="Opus bitrates for comparison")
     parser.add_argument("--out", type=Path, default=Path("demo-results"),
                         help="folder of the listening page index.html (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    files = args.files or DEV_CLIPS
     kbps_list = [float(k) for k in args.kbps.split(",")]
     opus_list = [int(k) for k in args.opus.split(",")]
     try:
+        files = check_files(args.files) if args.files else default_clips()
         loaded = load_model(args.model)
         rows = run(loaded, files, kbps_list, opus_list)
     except CodecError as e:
@@ -72,17 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_listening_page(loaded, files: list[Path], kbps_list: list[float], opus_list: list[int], out: Path) -> Path:
+def write_listening_page(
+    loaded: LoadedModel, files: list[Path], kbps_list: list[float], opus_list: list[int], out: Path
+) -> Path:
     """Evaluates ``files`` as ``codec eval`` does (ViSQOL, PESQ) and writes its report and listening page to ``out``.
 
     Returns:
         The path of ``index.html``.
     """
-    from eval.baselines import parse_baselines
-    from eval.evaluate import evaluate
-    from eval.listen import write_page
-    from eval.report import to_json, write_report
-
     baselines = parse_baselines(",".join(f"opus:{k}" for k in opus_list))
     result = evaluate(loaded.codec, files, kbps_list, baselines, ["visqol", "pesq"], progress=False,
                       model_spec=loaded.name, tables=loaded.tables, keep=files)
@@ -91,10 +121,8 @@ def write_listening_page(loaded, files: list[Path], kbps_list: list[float], opus
     return write_page(report, result.clips, out)
 
 
-def run(loaded, files: list[Path], kbps_list: list[float], opus_list: list[int]) -> list[tuple]:
+def run(loaded: LoadedModel, files: list[Path], kbps_list: list[float], opus_list: list[int]) -> list[tuple]:
     """Rows ``(codec, measured kbps, ViSQOL, PESQ, encode+decode speed)`` averaged over ``files``."""
-    from eval.baselines import parse_baselines, round_trip
-
     rate = loaded.codec.sample_rate
     rows = []
     with tempfile.TemporaryDirectory(prefix="codec-demo-") as tmp:
