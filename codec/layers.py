@@ -20,7 +20,7 @@ receive contributions from the next frame and are kept as state::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -115,9 +115,16 @@ def time_major_conv(
 
 @dataclass
 class ConvState:
-    """Past input samples of a causal convolution, ``[B, C, e - s]`` at rest."""
+    """Past input samples of a causal convolution, ``[B, C, e - s]`` at rest.
+
+    ``taps`` and ``bias`` are the time-major path's weights (see
+    :meth:`StreamingConv1d.time_major_weights`), folded from the weight norm
+    once per stream, on first use.
+    """
 
     previous: torch.Tensor
+    taps: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
 
 
 class StreamingConv1d(StreamingModule[ConvState]):
@@ -161,47 +168,93 @@ class StreamingConv1d(StreamingModule[ConvState]):
             return conv1d(x, conv.weight, conv.bias, self.stride, conv.dilation[0], self.context)
         state = self.get_state(x)
         x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
-        n_frames = max((x.shape[-1] - self.effective_kernel) // self.stride + 1, 0)
-        consumed = n_frames * self.stride
-        self.set_state(ConvState(x[..., consumed:]))
+        consumed = self._consumed(x.shape[-1])
+        self.set_state(replace(state, previous=x[..., consumed:]))
         return conv1d(x[..., : consumed + self.context], conv.weight, conv.bias, self.stride, conv.dilation[0])
 
-    def time_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Offline inference in time-major layout: ``x`` [B, T, C_in] to [B, T // stride, C_out].
+    def _consumed(self, length: int) -> int:
+        """Samples of a streamed input of ``length`` (past included) that whole output frames use up."""
+        return max((length - self.effective_kernel) // self.stride + 1, 0) * self.stride
 
-        A strided convolution is a stride-1 one over blocks of ``stride``
-        samples: the ``[B, T, C]`` input viewed as ``[B, T / s, s * C]``,
-        with the kernel front-padded to ``taps * s`` and cut into ``taps``
-        blocks (``taps - 1`` blocks of left context). A single input channel
-        gathers its windows instead (a product with one inner channel is slow).
+    def time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference in time-major layout: ``x`` [B, T, C_in] to [B, T // stride, C_out].
+
+        Offline the past is zeros; inside ``streaming()`` the layer carries the
+        same state as :meth:`forward` (the two layouts may even alternate), so
+        chunk by chunk it gives the offline numbers. A strided convolution is a
+        stride-1 one over blocks of ``stride`` samples: the ``[B, T, C]``
+        input viewed as ``[B, T / s, s * C]``, with the kernel front-padded to
+        ``taps * s`` and cut into ``taps`` blocks (``taps - 1`` blocks of left
+        context). A single input channel gathers its windows instead (a
+        product with one inner channel is slow).
+        """
+        s = self.stride
+        if not self.is_streaming:
+            return self._time_major(x[:, : x.shape[1] // s * s], self.time_major_weights(), self.context)
+        state = self.get_state(x.transpose(1, 2))
+        if state.taps is None:
+            state.taps, state.bias = self.time_major_weights()
+        if state.previous.shape[-1]:
+            x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, past + T, C_in]
+        consumed = self._consumed(x.shape[1])
+        self.set_state(replace(state, previous=x[:, consumed:].transpose(1, 2)))
+        return self._time_major(x[:, : consumed + self.context], (state.taps, state.bias), 0)
+
+    def time_major_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight as :meth:`time_major` multiplies it, and the bias.
+
+        ``[k, C_in, C_out]`` taps for stride 1 (``[k, C_out]`` for one input
+        channel), ``[taps, s * C_in, C_out]`` blocks for stride ``s``, the
+        plain ``[C_out, C_in, k]`` weight for a dilated strided convolution.
         """
         weight, bias = self.conv.weight, self.conv.bias  # [C_out, C_in, k]
         c_out, c_in, k = weight.shape
         s, d = self.stride, self.conv.dilation[0]
         if s == 1 and c_in == 1:
-            windows = F.pad(x[..., 0], (self.context, 0)).unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T, k]
-            return windows @ weight[:, 0].t() + (bias if bias is not None else 0)
+            return weight[:, 0].t().contiguous(), bias
         if s == 1:
-            return time_major_conv(x, weight.permute(2, 1, 0).contiguous(), bias, d, self.context)  # [k, C_in, C_out]
+            return weight.permute(2, 1, 0).contiguous(), bias
         if d != 1:
-            return self(x.transpose(1, 2)).transpose(1, 2)
-        batch, length, _ = x.shape
-        blocks = length // s
-        x = x[:, : blocks * s].reshape(batch, blocks, s * c_in)
+            return weight, bias
         taps = -(-k // s)
         weight = F.pad(weight, (taps * s - k, 0)).view(c_out, c_in, taps, s)  # kernel index j * s + r
-        weight = weight.permute(2, 3, 1, 0).reshape(taps, s * c_in, c_out)  # row r * C_in + c of tap j
-        return time_major_conv(x, weight, bias, 1, taps - 1)
+        return weight.permute(2, 3, 1, 0).reshape(taps, s * c_in, c_out), bias  # row r * C_in + c of tap j
+
+    def _time_major(
+        self, x: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor | None], left_pad: int
+    ) -> torch.Tensor:
+        """Convolves ``x`` [B, T, C_in] after ``left_pad`` zero samples; ``T + left_pad - e`` is a multiple of the stride."""
+        taps, bias = weights
+        s, d = self.stride, self.conv.dilation[0]
+        if s == 1 and taps.dim() == 2:  # one input channel
+            signal = F.pad(x[..., 0], (left_pad, 0)) if left_pad else x[..., 0]  # [B, left_pad + T]
+            windows = signal.unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T', k]
+            return torch.matmul(windows, taps) if bias is None else torch.matmul(windows, taps).add_(bias)
+        if s == 1:
+            return time_major_conv(x, taps, bias, d, left_pad)
+        if d != 1:
+            return conv1d(x.transpose(1, 2), taps, bias, s, d, left_pad).transpose(1, 2)
+        batch, length, c_in = x.shape
+        front = taps.shape[0] * s - self.conv.kernel_size[0]  # zero taps in front of the kernel
+        pad_blocks, pad_samples = divmod(left_pad + front, s)
+        if pad_samples:  # whole blocks only: the rest of the padding becomes real zero samples
+            x = F.pad(x, (0, 0, pad_samples, 0))
+            length += pad_samples
+        x = x.reshape(batch, length // s, s * c_in)  # [B, blocks, s * C_in]
+        return time_major_conv(x, taps, bias, 1, pad_blocks)
 
 
 @dataclass
 class ConvTransposeState:
     """The last input frames, ``[B, C_in, taps - 1]``, whose outputs still overlap the next frame's,
-    and the polyphase weight and bias, built once per stream."""
+    and the polyphase weight and bias, built once per stream (``taps`` and
+    ``phase_bias``: the time-major path's, on its first use)."""
 
     previous: torch.Tensor
     weight: torch.Tensor
     bias: torch.Tensor
+    taps: torch.Tensor | None = None
+    phase_bias: torch.Tensor | None = None
 
 
 class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
@@ -253,7 +306,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         if self.is_streaming:
             state = self.get_state(x)
             x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, taps - 1 + F]
-            self.set_state(ConvTransposeState(x[..., x.shape[-1] - (self.taps - 1) :], state.weight, state.bias))
+            self.set_state(replace(state, previous=x[..., x.shape[-1] - (self.taps - 1) :]))
             weight, bias, padding = state.weight, state.bias, 0
         else:
             weight, bias = self.polyphase_weight()
@@ -263,19 +316,86 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         return y.reshape(batch, -1, frames * self.stride)
 
     def time_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Offline inference in time-major layout: ``x`` [B, F, C_in] to [B, F * stride, C_out].
+        """Inference in time-major layout: ``x`` [B, F, C_in] to [B, F * stride, C_out].
 
         The polyphase convolution's output row ``f``, ordered phase by phase
         (column ``r * C_out + c``), is already the ``stride`` output samples
         of frame ``f`` in time-major order, so the interleaving is a view.
+        Inside ``streaming()`` it carries the same state as :meth:`forward`.
         """
+        batch, frames, _ = x.shape
+        if not self.is_streaming:
+            taps, bias = self.time_major_weights()
+            y = time_major_conv(x, taps, bias, 1, self.taps - 1)  # [B, F, s * C_out]
+            return y.view(batch, frames * self.stride, self.convtr.out_channels)
+        state = self.get_state(x.transpose(1, 2))
+        if state.taps is None:
+            state.taps, state.phase_bias = self.time_major_weights()
+        if self.taps > 1:
+            x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, taps - 1 + F, C_in]
+            self.set_state(replace(state, previous=x[:, frames:].transpose(1, 2)))
+        y = time_major_conv(x, state.taps, state.phase_bias, 1, 0)  # [B, F, s * C_out]
+        return y.view(batch, frames * self.stride, self.convtr.out_channels)
+
+    def time_major_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The polyphase taps ``[taps, C_in, s * C_out]`` (column ``r * C_out + c``) and bias ``[s * C_out]``."""
         weight = self.convtr.weight  # [C_in, C_out, k]
         c_in, c_out, k = weight.shape
         s, taps = self.stride, self.taps
         weight = F.pad(weight, (0, taps * s - k)).view(c_in, c_out, taps, s).flip(2)  # tap taps-1-q meets x[f-q]
-        weight = weight.permute(2, 0, 3, 1).reshape(taps, c_in, s * c_out)
-        y = time_major_conv(x, weight, self.bias.repeat(s), 1, taps - 1)  # [B, F, s * C_out]
-        return y.view(x.shape[0], -1, c_out)
+        return weight.permute(2, 0, 3, 1).reshape(taps, c_in, s * c_out), self.bias.repeat(s)
+
+
+def lstm_weights(lstm: nn.LSTM) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Each layer's ``(W_ih^T [C, 4H], W_hh^T [H, 4H], b_ih + b_hh [4H])`` with the gates reordered to
+    ``i, f, o, g`` (torch stores ``i, f, g, o``): the three sigmoid gates come first, the tanh gate last."""
+    hidden = lstm.hidden_size
+    order = torch.cat([torch.arange(0, 2 * hidden), torch.arange(3 * hidden, 4 * hidden),
+                       torch.arange(2 * hidden, 3 * hidden)]).to(lstm.weight_ih_l0.device)
+    weights = []
+    for layer in range(lstm.num_layers):
+        w_ih, w_hh = getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}")  # [4H, C], [4H, H]
+        bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")  # [4H]
+        weights.append((w_ih[order].t().contiguous(), w_hh[order].t().contiguous(), bias[order].contiguous()))
+    return weights
+
+
+def lstm_time_major(
+    x: torch.Tensor,
+    weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    h: torch.Tensor,
+    c: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A stacked LSTM over ``x`` [B, T, C] from states ``h``, ``c`` [L, B, H], weights from :func:`lstm_weights`.
+
+    Each layer projects its whole input at once (one matrix product), then
+    steps through time with one ``[B, H] x [H, 4H]`` product and a few
+    in-place element-wise ops per step. torch's CPU LSTM (oneDNN) costs
+    about 2 ms of set-up per call, which one-frame streaming would pay twice
+    per frame; over whole chunks the two take about the same time.
+
+    Returns:
+        The last layer's outputs ``[B, T, H]`` and the final ``h``, ``c`` ``[L, B, H]``.
+    """
+    batch, length, _ = x.shape
+    h_out, c_out = torch.empty_like(h), torch.empty_like(c)
+    for layer, (w_ih, w_hh, bias) in enumerate(weights):
+        hidden = w_hh.shape[0]
+        gates_x = torch.addmm(bias, x.reshape(batch * length, -1), w_ih).view(batch, length, 4 * hidden)
+        y = x.new_empty(batch, length, hidden)
+        h_t, c_t = h[layer], c_out[layer]
+        c_t.copy_(c[layer])
+        for t in range(length):
+            gates = torch.addmm(gates_x[:, t], h_t, w_hh)  # [B, 4H]: i, f, o, g
+            gates[:, : 3 * hidden].sigmoid_()
+            gates[:, 3 * hidden :].tanh_()
+            c_t.mul_(gates[:, hidden : 2 * hidden]).addcmul_(gates[:, :hidden], gates[:, 3 * hidden :])
+            h_t = y[:, t]
+            torch.tanh(c_t, out=h_t)
+            h_t.mul_(gates[:, 2 * hidden : 3 * hidden])
+        h_out[layer] = h_t
+        x = y
+    return x, h_out, c_out
 
 
 @dataclass
@@ -284,6 +404,7 @@ class LSTMState:
 
     h: torch.Tensor
     c: torch.Tensor
+    weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None  # time-major, once per stream
 
 
 class StreamingLSTM(StreamingModule[LSTMState]):
@@ -307,14 +428,17 @@ class StreamingLSTM(StreamingModule[LSTMState]):
         if x.shape[-1] == 0:
             return x  # nothing to run; torch's LSTM rejects empty sequences
         state = self.get_state(x)
-        seq = x.permute(2, 0, 1)  # [T, B, C]
-        y, (h, c) = self.lstm(seq, (state.h, state.c))
-        self.set_state(LSTMState(h, c))
+        y, (h, c) = self.lstm(x.permute(2, 0, 1), (state.h, state.c))  # [T, B, C]
+        self.set_state(replace(state, h=h, c=c))
         return y.permute(1, 2, 0) + x  # [B, C, T]
 
     def time_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Offline inference in time-major layout: ``x`` and the result are [B, T, C]."""
+        """Inference in time-major layout (:func:`lstm_time_major`): ``x`` and the result are [B, T, C]."""
         if x.shape[1] == 0:
             return x
-        y, _ = self.lstm(x.transpose(0, 1))  # [T, B, C]
-        return y.transpose(0, 1) + x
+        state = self.get_state(x.transpose(1, 2))
+        if state.weights is None:
+            state.weights = lstm_weights(self.lstm)
+        y, h, c = lstm_time_major(x, state.weights, state.h, state.c)
+        self.set_state(replace(state, h=h, c=c))
+        return y.add_(x)
