@@ -32,22 +32,25 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import soundfile as sf
-import torch
-from torch import Tensor
 from tqdm import tqdm
 
 from codec import bitstream
 from codec.atomic import atomic_path
-from codec.audio import WRITE_FORMATS
 from codec.bitstream import Header
-from codec.chunked_resample import ChunkedResampler
-from codec.entropy import EntropyTables, decode_codes, encode_codes
 from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
-from codec.model import CONFIG_FILE, PRETRAINED_DIR, Codec, pretrained_names
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from codec.entropy import EntropyTables
+    from codec.model import Codec
+
+# torch, the model and the entropy coder are imported where they are used, so `codec info` and
+# `codec truncate` (plain bytes) start without importing torch.
 
 #: Bundled model used when no ``--model`` is given.
 DEFAULT_MODEL = "speech-16khz"
@@ -78,6 +81,8 @@ class LoadedModel:
     @classmethod
     def from_codec(cls, codec: Codec, tables: EntropyTables | None = None) -> LoadedModel:
         """Wraps an in-memory model (uniform tables unless given)."""
+        from codec.entropy import EntropyTables
+
         config = codec.config
         if tables is None:
             tables = EntropyTables.uniform(config.n_q, config.codebook_size)
@@ -93,6 +98,9 @@ def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
     Raises:
         ModelNotFoundError: If nothing matches; for the default model, says to pass ``--model``.
     """
+    from codec.entropy import EntropyTables
+    from codec.model import CONFIG_FILE, PRETRAINED_DIR, Codec, pretrained_names
+
     if name_or_path is None:
         if DEFAULT_MODEL not in pretrained_names():
             raise ModelNotFoundError(
@@ -112,6 +120,8 @@ def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
 
 
 def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
+    from codec.model import Codec
+
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, Codec):
@@ -121,6 +131,8 @@ def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
 
 def _model_for_file(header: Header, model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
     """The model to decode ``header``'s file: the one given, else the bundled one it names; checked."""
+    from codec.model import pretrained_names
+
     if model is None:
         if header.model_name not in pretrained_names():
             raise ModelNotFoundError(
@@ -218,6 +230,8 @@ def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
 
 def _output_format(dst: str | Path) -> tuple[str, str]:
     """soundfile format and subtype for ``dst`` from its extension (WAV for stdout)."""
+    from codec.audio import WRITE_FORMATS
+
     if str(dst) == STDIO:
         return WRITE_FORMATS[".wav"]
     fmt = WRITE_FORMATS.get(Path(dst).suffix.lower())
@@ -254,6 +268,8 @@ def encode_chunks(
     Yields:
         Codes ``[C, n_q, f]`` of each chunk (int64).
     """
+    import torch
+
     size = chunk_frames * codec.hop_length
     pending: list[Tensor] = []
     held = 0
@@ -280,6 +296,10 @@ def _model_rate_blocks(sound: sf.SoundFile, model_rate: int, counter: list[int],
     Raises:
         InputError: If the audio data cannot be decoded.
     """
+    import torch
+
+    from codec.chunked_resample import ChunkedResampler
+
     resampler = ChunkedResampler(sound.samplerate, model_rate, sound.channels)
     while True:
         try:
@@ -320,6 +340,8 @@ def compress(
         BandwidthError: On an unsupported bitrate.
         ModelNotFoundError: If the model cannot be found.
     """
+    from codec.entropy import encode_codes
+
     loaded = _resolve(model)
     codec = loaded.codec
     if codec.config.channels != 1:
@@ -368,6 +390,10 @@ def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | 
     Raises:
         FormatError: On a corrupt chunk (naming it).
     """
+    import torch
+
+    from codec.chunked_resample import ChunkedResampler
+
     codec, channels = loaded.codec, header.channels
     tables = loaded.tables if header.entropy_coded else None
     resampler = ChunkedResampler(header.model_sample_rate, header.sample_rate, channels)
@@ -400,6 +426,8 @@ def read_codes(src: str | Path, model: LoadedModel | Codec | str | Path | None =
         FormatError: On a corrupt or truncated file.
         ModelMismatchError: If ``model`` is not the one that wrote the file.
     """
+    import torch
+
     with _open_binary(src) as f:
         header = bitstream.read_header(f)
         loaded = _model_for_file(header, model)
@@ -410,6 +438,8 @@ def read_codes(src: str | Path, model: LoadedModel | Codec | str | Path | None =
 
 def _chunk_codes(chunk: bitstream.Chunk, header: Header, tables: EntropyTables | None) -> np.ndarray:
     """Codes ``[C, n_q, f]`` of one chunk; errors name the chunk."""
+    from codec.entropy import decode_codes
+
     try:
         return decode_codes(chunk.blocks, header.channels, chunk.num_frames, tables, header.codebook_size)
     except FormatError as e:
