@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from codec.config import CodecConfig
 from codec.errors import (
     BandwidthError,
     CodecError,
@@ -22,13 +21,15 @@ from codec.errors import (
 )
 
 if TYPE_CHECKING:
+    from codec.config import CodecConfig
     from codec.model import Codec, CodecOutput, EncodedAudio, pretrained_names
     from codec.presets import codec_16khz, codec_24khz, codec_tiny
 
 __version__ = "0.1.0"
 
-#: Names exported from modules that import torch, loaded when first read.
+#: Names exported from modules that import torch or yaml, loaded when first read.
 _LAZY = {
+    "CodecConfig": "codec.config",
     "Codec": "codec.model",
     "CodecOutput": "codec.model",
     "EncodedAudio": "codec.model",

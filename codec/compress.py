@@ -34,23 +34,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
-import soundfile as sf
-from tqdm import tqdm
-
 from codec import bitstream
 from codec.atomic import atomic_path
 from codec.bitstream import Header
 from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import soundfile as sf
     from torch import Tensor
+    from tqdm import tqdm
 
     from codec.entropy import EntropyTables
     from codec.model import Codec
 
-# torch, the model and the entropy coder are imported where they are used, so `codec info` and
-# `codec truncate` (plain bytes) start without importing torch.
+# torch, numpy, soundfile, the model and the entropy coder are imported where they are used, so
+# `codec info` and `codec truncate` (plain bytes) start in a fraction of a second.
 
 #: Bundled model used when no ``--model`` is given.
 DEFAULT_MODEL = "speech-16khz"
@@ -188,22 +187,28 @@ def _open_binary(src: str | Path) -> Iterator[BinaryIO]:
         yield f
 
 
-class _ForwardReader(sf.SoundFile):
-    """An audio file read front to back only.
+def _forward_reader(source: str | BinaryIO) -> sf.SoundFile:
+    """``source`` opened as an audio file read front to back only.
 
     soundfile seeks after every read of a seekable file to track its
     position; that seek fails on streams of unknown length (FLAC written to a
     pipe by ffmpeg). Reading forward never needs it.
     """
+    import soundfile as sf
 
-    def seekable(self) -> bool:
-        """Always ``False``: reads go forward and stop at the end of the data."""
-        return False
+    class ForwardReader(sf.SoundFile):
+        def seekable(self) -> bool:
+            """Always ``False``: reads go forward and stop at the end of the data."""
+            return False
+
+    return ForwardReader(source)
 
 
 @contextlib.contextmanager
 def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
     """Opens an audio file for reading; stdin (``-``) is spooled to a temporary file first."""
+    import soundfile as sf
+
     with contextlib.ExitStack() as stack:
         if str(src) == STDIO:
             source = stack.enter_context(tempfile.TemporaryFile())
@@ -215,7 +220,7 @@ def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
                 raise InputError(f"audio file {src} does not exist")
             source, name = str(src), str(src)
         try:
-            sound = stack.enter_context(_ForwardReader(source))
+            sound = stack.enter_context(_forward_reader(source))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise InputError(f"cannot read audio from {name}: {e}") from None
         if sound.frames == 0:
@@ -242,6 +247,8 @@ def _output_format(dst: str | Path) -> tuple[str, str]:
 
 def _progress(seconds: float | None, enabled: bool) -> tqdm:
     """A progress bar in seconds of audio on stderr, for lengths known and at least :data:`PROGRESS_MIN_SECONDS`."""
+    from tqdm import tqdm
+
     shown = enabled and seconds is not None and seconds >= PROGRESS_MIN_SECONDS
     return tqdm(
         total=round(seconds or 0, 2), unit="s", file=sys.stderr, leave=False, disable=not shown,
@@ -296,6 +303,7 @@ def _model_rate_blocks(sound: sf.SoundFile, model_rate: int, counter: list[int],
     Raises:
         InputError: If the audio data cannot be decoded.
     """
+    import soundfile as sf
     import torch
 
     from codec.chunked_resample import ChunkedResampler
@@ -426,6 +434,7 @@ def read_codes(src: str | Path, model: LoadedModel | Codec | str | Path | None =
         FormatError: On a corrupt or truncated file.
         ModelMismatchError: If ``model`` is not the one that wrote the file.
     """
+    import numpy as np
     import torch
 
     with _open_binary(src) as f:
@@ -468,6 +477,8 @@ def decompress(
         ModelMismatchError: If ``model`` is not the one that wrote the file.
         ModelNotFoundError: If no model is given and the file's is not bundled.
     """
+    import soundfile as sf
+
     fmt, subtype = _output_format(dst)
     with _open_binary(src) as f:
         header = bitstream.read_header(f)
