@@ -20,7 +20,8 @@ receive contributions from the next frame and are kept as state::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -81,12 +82,17 @@ def eager_inference(x: torch.Tensor, module: nn.Module) -> bool:
 
 
 def time_major_conv(
-    x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1, left_pad: int = 0
+    x: torch.Tensor,
+    taps: torch.Tensor | Sequence[torch.Tensor],
+    bias: torch.Tensor | None,
+    dilation: int = 1,
+    left_pad: int = 0,
 ) -> torch.Tensor:
     """Stride-1 convolution in time-major layout, one matrix product per kernel tap.
 
     Output row ``t`` is ``bias + sum_j x[t + j * dilation - left_pad] @ taps[j]``
     with zero rows before the input: ``[B, T, K]`` and taps ``[k, K, C_out]``
+    (or a sequence of ``k`` matrices ``[K, C_out]``, as a stream keeps them)
     give ``[B, T + left_pad - (k - 1) * dilation, C_out]``. Each product reads
     and writes whole rows of a row-major matrix in place, so nothing is padded
     or copied, and the work goes to the BLAS matrix kernel. CPU torch's
@@ -95,7 +101,7 @@ def time_major_conv(
     and decodes about 1.3 times faster this way (MODEL_CARD.md, Speed).
     """
     batch, length, _ = x.shape
-    k, _, c_out = taps.shape
+    k, c_out = len(taps), taps[-1].shape[-1]
     n = max(length + left_pad - (k - 1) * dilation, 0)
     y = x.new_empty(batch, n, c_out)
     if n == 0:
@@ -103,14 +109,20 @@ def time_major_conv(
     bias = bias if bias is not None else x.new_zeros(c_out)
     shifts = [left_pad - j * dilation for j in range(k)]  # row t of the output meets row t - shift_j
     for b in range(batch):
+        x_b, y_b = (x[0], y[0]) if batch == 1 else (x[b], y[b])  # [T, K], [n, C_out]
         # The last tap reaches no padding (left_pad <= (k - 1) * dilation): it covers every
         # output row and starts the sum; the others add where their input rows exist.
-        torch.addmm(bias, x[b, -shifts[-1] : n - shifts[-1]], taps[-1], out=y[b])
+        torch.addmm(bias, _rows(x_b, -shifts[-1], n - shifts[-1]), taps[-1], out=y_b)
         for j in range(k - 1):
             lo = max(shifts[j], 0)
             if lo < n:
-                y[b, lo:].addmm_(x[b, lo - shifts[j] : n - shifts[j]], taps[j])
+                _rows(y_b, lo, n).addmm_(_rows(x_b, lo - shifts[j], n - shifts[j]), taps[j])
     return y
+
+
+def _rows(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """``x[start:stop]``, without making a view when that is all of ``x`` (one-frame streaming makes hundreds)."""
+    return x if start == 0 and stop == x.shape[0] else x[start:stop]
 
 
 @dataclass
@@ -123,7 +135,7 @@ class ConvState:
     """
 
     previous: torch.Tensor
-    taps: torch.Tensor | None = None
+    taps: torch.Tensor | tuple[torch.Tensor, ...] | None = None
     bias: torch.Tensor | None = None
 
 
@@ -152,7 +164,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         self.conv = weight_norm(
             lecun_init_(nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias))
         )
-        self.stride = stride
+        self.in_channels, self.stride, self.dilation, self.kernel_size = in_channels, stride, dilation, kernel_size
         self.effective_kernel = (kernel_size - 1) * dilation + 1
         self.context = self.effective_kernel - stride
 
@@ -169,7 +181,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         state = self.get_state(x)
         x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
         consumed = self._consumed(x.shape[-1])
-        self.set_state(replace(state, previous=x[..., consumed:]))
+        state.previous = x[..., consumed:]
         return conv1d(x[..., : consumed + self.context], conv.weight, conv.bias, self.stride, conv.dilation[0])
 
     def _consumed(self, length: int) -> int:
@@ -189,15 +201,17 @@ class StreamingConv1d(StreamingModule[ConvState]):
         product with one inner channel is slow).
         """
         s = self.stride
-        if not self.is_streaming:
+        if not self._streaming:
             return self._time_major(x[:, : x.shape[1] // s * s], self.time_major_weights(), self.context)
         state = self.get_state(x.transpose(1, 2))
         if state.taps is None:
-            state.taps, state.bias = self.time_major_weights()
+            taps, state.bias = self.time_major_weights()
+            matrices = self.in_channels > 1 and (self.stride == 1 or self.dilation == 1)
+            state.taps = taps.unbind(0) if matrices else taps  # one matrix per tap
         if state.previous.shape[-1]:
             x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, past + T, C_in]
         consumed = self._consumed(x.shape[1])
-        self.set_state(replace(state, previous=x[:, consumed:].transpose(1, 2)))
+        state.previous = x[:, consumed:].transpose(1, 2)
         return self._time_major(x[:, : consumed + self.context], (state.taps, state.bias), 0)
 
     def time_major_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -225,17 +239,20 @@ class StreamingConv1d(StreamingModule[ConvState]):
     ) -> torch.Tensor:
         """Convolves ``x`` [B, T, C_in] after ``left_pad`` zero samples; ``T + left_pad - e`` is a multiple of the stride."""
         taps, bias = weights
-        s, d = self.stride, self.conv.dilation[0]
-        if s == 1 and taps.dim() == 2:  # one input channel
+        s, d = self.stride, self.dilation
+        if s == 1 and self.in_channels == 1:
             signal = F.pad(x[..., 0], (left_pad, 0)) if left_pad else x[..., 0]  # [B, left_pad + T]
             windows = signal.unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T', k]
-            return torch.matmul(windows, taps) if bias is None else torch.matmul(windows, taps).add_(bias)
+            batch, length, k = windows.shape
+            windows = windows.reshape(batch * length, k)  # a copy: k samples per output, a small matrix
+            y = torch.mm(windows, taps) if bias is None else torch.addmm(bias, windows, taps)
+            return y.view(batch, length, -1)
         if s == 1:
             return time_major_conv(x, taps, bias, d, left_pad)
         if d != 1:
             return conv1d(x.transpose(1, 2), taps, bias, s, d, left_pad).transpose(1, 2)
         batch, length, c_in = x.shape
-        front = taps.shape[0] * s - self.conv.kernel_size[0]  # zero taps in front of the kernel
+        front = len(taps) * s - self.kernel_size  # zero taps in front of the kernel
         pad_blocks, pad_samples = divmod(left_pad + front, s)
         if pad_samples:  # whole blocks only: the rest of the padding becomes real zero samples
             x = F.pad(x, (0, 0, pad_samples, 0))
@@ -253,7 +270,7 @@ class ConvTransposeState:
     previous: torch.Tensor
     weight: torch.Tensor
     bias: torch.Tensor
-    taps: torch.Tensor | None = None
+    taps: tuple[torch.Tensor, ...] | None = None
     phase_bias: torch.Tensor | None = None
 
 
@@ -283,7 +300,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
             lecun_init_(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, bias=False))
         )
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.stride = stride
+        self.stride, self.out_channels = stride, out_channels
         self.taps = -(-kernel_size // stride)
 
     def init_state(self, x: torch.Tensor) -> ConvTransposeState:
@@ -306,7 +323,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         if self.is_streaming:
             state = self.get_state(x)
             x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, taps - 1 + F]
-            self.set_state(replace(state, previous=x[..., x.shape[-1] - (self.taps - 1) :]))
+            state.previous = x[..., x.shape[-1] - (self.taps - 1) :]
             weight, bias, padding = state.weight, state.bias, 0
         else:
             weight, bias = self.polyphase_weight()
@@ -324,18 +341,19 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         Inside ``streaming()`` it carries the same state as :meth:`forward`.
         """
         batch, frames, _ = x.shape
-        if not self.is_streaming:
+        if not self._streaming:
             taps, bias = self.time_major_weights()
             y = time_major_conv(x, taps, bias, 1, self.taps - 1)  # [B, F, s * C_out]
-            return y.view(batch, frames * self.stride, self.convtr.out_channels)
+            return y.view(batch, frames * self.stride, self.out_channels)
         state = self.get_state(x.transpose(1, 2))
         if state.taps is None:
-            state.taps, state.phase_bias = self.time_major_weights()
+            taps, state.phase_bias = self.time_major_weights()
+            state.taps = taps.unbind(0)  # one matrix per tap
         if self.taps > 1:
             x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, taps - 1 + F, C_in]
-            self.set_state(replace(state, previous=x[:, frames:].transpose(1, 2)))
+            state.previous = x[:, frames:].transpose(1, 2)
         y = time_major_conv(x, state.taps, state.phase_bias, 1, 0)  # [B, F, s * C_out]
-        return y.view(batch, frames * self.stride, self.convtr.out_channels)
+        return y.view(batch, frames * self.stride, self.out_channels)
 
     def time_major_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The polyphase taps ``[taps, C_in, s * C_out]`` (column ``r * C_out + c``) and bias ``[s * C_out]``."""
@@ -429,7 +447,7 @@ class StreamingLSTM(StreamingModule[LSTMState]):
             return x  # nothing to run; torch's LSTM rejects empty sequences
         state = self.get_state(x)
         y, (h, c) = self.lstm(x.permute(2, 0, 1), (state.h, state.c))  # [T, B, C]
-        self.set_state(replace(state, h=h, c=c))
+        state.h, state.c = h, c
         return y.permute(1, 2, 0) + x  # [B, C, T]
 
     def time_major(self, x: torch.Tensor) -> torch.Tensor:
@@ -440,5 +458,5 @@ class StreamingLSTM(StreamingModule[LSTMState]):
         if state.weights is None:
             state.weights = lstm_weights(self.lstm)
         y, h, c = lstm_time_major(x, state.weights, state.h, state.c)
-        self.set_state(replace(state, h=h, c=c))
+        state.h, state.c = h, c
         return y.add_(x)

@@ -26,6 +26,7 @@ carries the same state in either layout. Training and export use the
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from codec.config import CodecConfig
 from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM, eager_inference
@@ -34,7 +35,10 @@ from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLST
 def _time_major(layers: nn.Sequential, x: Tensor) -> Tensor:
     """Runs ``layers`` on ``x`` [B, T, C]; element-wise layers (ELU) take any layout."""
     for layer in layers:
-        x = layer.time_major(x) if hasattr(layer, "time_major") else layer(x)
+        if isinstance(layer, nn.ELU):  # directly: a module call costs more than a one-frame ELU
+            x = F.elu(x, layer.alpha, layer.inplace)
+        else:
+            x = layer.time_major(x) if hasattr(layer, "time_major") else layer(x)
     return x
 
 
