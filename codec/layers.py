@@ -107,6 +107,8 @@ def time_major_conv(
     if n == 0:
         return y
     bias = bias if bias is not None else x.new_zeros(c_out)
+    if k == 1 and left_pad == 0:  # pointwise: one product over every row of the batch
+        return torch.addmm(bias, x.reshape(batch * length, -1), taps[0], out=y.view(batch * length, c_out)).view_as(y)
     shifts = [left_pad - j * dilation for j in range(k)]  # row t of the output meets row t - shift_j
     for b in range(batch):
         x_b, y_b = (x[0], y[0]) if batch == 1 else (x[b], y[b])  # [T, K], [n, C_out]
@@ -208,6 +210,8 @@ class StreamingConv1d(StreamingModule[ConvState]):
             taps, state.bias = self.time_major_weights()
             matrices = self.in_channels > 1 and (self.stride == 1 or self.dilation == 1)
             state.taps = taps.unbind(0) if matrices else taps  # one matrix per tap
+        if s == 1 and self.context == 0:  # pointwise: nothing to carry
+            return self._time_major(x, (state.taps, state.bias), 0)
         if state.previous.shape[-1]:
             x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, past + T, C_in]
         consumed = self._consumed(x.shape[1])
@@ -393,27 +397,25 @@ def lstm_time_major(
     per frame; over whole chunks the two take about the same time.
 
     Returns:
-        The last layer's outputs ``[B, T, H]`` and the final ``h``, ``c`` ``[L, B, H]``.
+        The last layer's outputs ``[B, T, H]``, and ``h`` and ``c``, updated in place.
     """
     batch, length, _ = x.shape
-    h_out, c_out = torch.empty_like(h), torch.empty_like(c)
     for layer, (w_ih, w_hh, bias) in enumerate(weights):
         hidden = w_hh.shape[0]
         gates_x = torch.addmm(bias, x.reshape(batch * length, -1), w_ih).view(batch, length, 4 * hidden)
         y = x.new_empty(batch, length, hidden)
-        h_t, c_t = h[layer], c_out[layer]
-        c_t.copy_(c[layer])
+        h_t, c_t = h[layer], c[layer]  # [B, H] each
         for t in range(length):
             gates = torch.addmm(gates_x[:, t], h_t, w_hh)  # [B, 4H]: i, f, o, g
-            gates[:, : 3 * hidden].sigmoid_()
-            gates[:, 3 * hidden :].tanh_()
-            c_t.mul_(gates[:, hidden : 2 * hidden]).addcmul_(gates[:, :hidden], gates[:, 3 * hidden :])
+            gates.narrow(1, 0, 3 * hidden).sigmoid_()
+            i, f, o, g = gates.split(hidden, 1)
+            g.tanh_()
+            c_t.mul_(f).addcmul_(i, g)
             h_t = y[:, t]
-            torch.tanh(c_t, out=h_t)
-            h_t.mul_(gates[:, 2 * hidden : 3 * hidden])
-        h_out[layer] = h_t
+            torch.tanh(c_t, out=h_t).mul_(o)
+        h[layer] = h_t
         x = y
-    return x, h_out, c_out
+    return x, h, c
 
 
 @dataclass
