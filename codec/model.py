@@ -303,11 +303,10 @@ class Codec(nn.Module):
             path = bundled
         meta = json.loads((path / CONFIG_FILE).read_text())
         model = cls(from_dict(CodecConfig, meta["config"]))
-        tensors = load_file(path / WEIGHTS_FILE, device=map_location)
-        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        tensors = load_file(path / WEIGHTS_FILE, device=map_location)  # loading casts float16 to float32 in place
         for key in [k for k in model.state_dict() if k.endswith(TRAINING_ONLY_SUFFIX) and k not in tensors]:
             prefix = key[: -len(TRAINING_ONLY_SUFFIX)]  # derivable: EMA sums = vectors x usage
-            tensors[key] = tensors[prefix + ".embed"] * tensors[prefix + ".cluster_size"][:, None]
+            tensors[key] = tensors[prefix + ".embed"].float() * tensors[prefix + ".cluster_size"].float()[:, None]
         model.load_state_dict(tensors)
         return model.to(map_location).eval()
 
