@@ -41,6 +41,7 @@ def test_codec_speed_and_streaming_latency(clips: list[torch.Tensor]) -> None:
     assert stream["latency_ms"] == 1000 * model.hop_length / RATE
     assert stream["chunks"] == 800 // model.hop_length
     assert 0 < stream["p50_ms"] <= stream["p95_ms"]
+    assert 0 < stream["cpu_p50_ms"] <= stream["cpu_p95_ms"]
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
