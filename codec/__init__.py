@@ -1,8 +1,14 @@
-"""rvq-codec: a streamable neural audio codec with residual vector quantization."""
+"""rvq-codec: a streamable neural audio codec with residual vector quantization.
+
+The model classes load on first use (``codec.Codec``), so commands that only
+read file headers (``codec info``) start without importing torch.
+"""
 
 from __future__ import annotations
 
-from codec.config import CodecConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from codec.errors import (
     BandwidthError,
     CodecError,
@@ -13,10 +19,25 @@ from codec.errors import (
     ModelNotFoundError,
     SampleRateError,
 )
-from codec.model import Codec, CodecOutput, EncodedAudio, pretrained_names
-from codec.presets import codec_16khz, codec_24khz, codec_tiny
+
+if TYPE_CHECKING:
+    from codec.config import CodecConfig
+    from codec.model import Codec, CodecOutput, EncodedAudio, pretrained_names
+    from codec.presets import codec_16khz, codec_24khz, codec_tiny
 
 __version__ = "0.1.0"
+
+#: Names exported from modules that import torch or yaml, loaded when first read.
+_LAZY = {
+    "CodecConfig": "codec.config",
+    "Codec": "codec.model",
+    "CodecOutput": "codec.model",
+    "EncodedAudio": "codec.model",
+    "pretrained_names": "codec.model",
+    "codec_16khz": "codec.presets",
+    "codec_24khz": "codec.presets",
+    "codec_tiny": "codec.presets",
+}
 
 __all__ = [
     "BandwidthError",
@@ -36,3 +57,11 @@ __all__ = [
     "codec_tiny",
     "pretrained_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'codec' has no attribute {name!r}")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from torch import Tensor
 
 from codec.atomic import atomic_path
@@ -41,6 +40,8 @@ def resample(wav: Tensor, orig_rate: int, target_rate: int) -> Tensor:
         raise InputError(f"sample rates must be positive, got {orig_rate} and {target_rate}")
     if orig_rate == target_rate:
         return wav
+    import torchaudio.functional as AF  # here: about 10 MB and a second of start-up that most calls never need
+
     return AF.resample(wav, orig_rate, target_rate)
 
 

@@ -12,6 +12,10 @@ as a process killed by SIGPIPE would.
 Only the library is installed; ``train`` and ``eval`` live beside ``codec/``
 in a checkout of the repository, where this module finds them (so
 ``codec train`` and ``codec eval`` exist only when run from a checkout).
+
+Only the module of the command being run is imported: ``codec --help`` lists
+the commands from :data:`COMMANDS`, and ``codec info`` or ``codec truncate``
+(plain bytes) start without importing torch.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import os
 import signal
 import sys
@@ -29,8 +34,34 @@ from typing import NoReturn
 
 from codec.errors import CodecError
 
-#: Modules that contribute sub-commands, in help order.
-COMMAND_MODULES = ("codec.compress", "codec.tokens", "train.cli", "eval.cli", "eval.phonetic", "eval.codebooks", "codec.export")
+#: Each sub-command, in help order: the module that registers it and its one-line help
+#: (tests check both against what the modules register).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "compress": ("codec.compress", "compress an audio file"),
+    "decompress": ("codec.compress", "decompress to an audio file"),
+    "info": ("codec.compress", "describe a compressed file and measure its bitrate"),
+    "truncate": ("codec.compress", "lower a compressed file's bitrate without re-encoding"),
+    "tokenize": ("codec.tokens", "encode a folder or manifest of audio files to token shards for language models"),
+    "detokenize": ("codec.tokens", "decode a token directory back to WAV files"),
+    "train": ("train.cli", "train a codec from a YAML config"),
+    "eval": ("eval.cli", "score a model against Opus/codec2/GSM/Speex with ViSQOL, PESQ, STOI, SI-SDR, mel, DNSMOS"),
+    "phonetic": ("eval.phonetic", "phone purity, PNMI and a speaker probe of each codebook"),
+    "codebooks": ("eval.codebooks", "usage, entropy and dead codes of each codebook on a dataset"),
+    "export": ("codec.export", "export the encoder and decoder to ONNX and TorchScript and check them against PyTorch"),
+    "precision": ("codec.export", "compare float16 and bfloat16 inference with float32 on a long recording"),
+}
+#: Modules that contribute sub-commands.
+COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` is part of this installation (found without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 #: Packages of a checkout that are not installed: they are imported from the folder that holds ``codec/``.
 CHECKOUT_PACKAGES = ("train", "eval")
 
@@ -48,19 +79,24 @@ def use_checkout_packages() -> None:
         sys.path.insert(0, str(root))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every available sub-command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser: every installed sub-command, fully defined for ``command`` only.
+
+    Args:
+        command: The sub-command to run; its module is imported and registers
+            its arguments. The others appear by name and help alone.
+    """
     use_checkout_packages()
     parser = argparse.ArgumentParser(prog="codec", description="rvq-codec: neural audio compression and tokens")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name and (e.name == name or name.startswith(e.name + ".")):
-                continue  # the feature is not part of this installation
-            raise
-        module.register(subparsers)
+    full = COMMANDS[command][0] if command in COMMANDS else None
+    for name, (module, help_text) in COMMANDS.items():
+        installed = _installed(module)
+        if module == full and installed:
+            importlib.import_module(module).register(subparsers)
+            full = None
+        if name not in subparsers.choices and installed:
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
@@ -98,9 +134,15 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+def _command(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (the top-level parser takes no other positional argument)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -33,23 +33,25 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-import numpy as np
-import soundfile as sf
-import torch
-from torch import Tensor
-from tqdm import tqdm
+from typing import TYPE_CHECKING, BinaryIO
 
 from codec import bitstream
 from codec.atomic import atomic_path, check_output, output_target
-from codec.audio import WRITE_FORMATS, check_write_rate
 from codec.bitstream import Header
-from codec.chunked_resample import ChunkedResampler
-from codec.entropy import EntropyTables, decode_codes, encode_codes
 from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError, OutputError
-from codec.model import Codec, pretrained_names
 from codec.resolve import DEFAULT_MODEL, LoadedModel, load_model  # re-exported: compress.load_model
+
+if TYPE_CHECKING:
+    import numpy as np
+    import soundfile as sf
+    from torch import Tensor
+    from tqdm import tqdm
+
+    from codec.entropy import EntropyTables
+    from codec.model import Codec
+
+# torch, numpy, soundfile, the model and the entropy coder are imported where they are used, so
+# `codec info` and `codec truncate` (plain bytes) start in a fraction of a second.
 
 #: Files at least this long get a progress bar.
 PROGRESS_MIN_SECONDS = 5.0
@@ -60,6 +62,8 @@ _UNKNOWN_FRAMES = 1 << 62
 
 # ----- models -------------------------------------------------------------------------------------
 def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
+    from codec.model import Codec
+
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, Codec):
@@ -69,6 +73,8 @@ def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
 
 def _model_for_file(header: Header, model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
     """The model to decode ``header``'s file: the one given, else the bundled one it names; checked."""
+    from codec.model import pretrained_names
+
     if model is None:
         if header.model_name not in pretrained_names():
             raise ModelNotFoundError(
@@ -148,22 +154,28 @@ def _open_binary(src: str | Path) -> Iterator[BinaryIO]:
         yield f
 
 
-class _ForwardReader(sf.SoundFile):
-    """An audio file read front to back only.
+def _forward_reader(source: str | BinaryIO) -> sf.SoundFile:
+    """``source`` opened as an audio file read front to back only.
 
     soundfile seeks after every read of a seekable file to track its
     position; that seek fails on streams of unknown length (FLAC written to a
     pipe by ffmpeg). Reading forward never needs it.
     """
+    import soundfile as sf
 
-    def seekable(self) -> bool:
-        """Always ``False``: reads go forward and stop at the end of the data."""
-        return False
+    class ForwardReader(sf.SoundFile):
+        def seekable(self) -> bool:
+            """Always ``False``: reads go forward and stop at the end of the data."""
+            return False
+
+    return ForwardReader(source)
 
 
 @contextlib.contextmanager
 def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
     """Opens an audio file for reading; stdin (``-``) is spooled to a temporary file first."""
+    import soundfile as sf
+
     with contextlib.ExitStack() as stack:
         if str(src) == STDIO:
             source = stack.enter_context(tempfile.TemporaryFile())
@@ -176,7 +188,7 @@ def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
             _check_input(src, "audio file")
             source, name = str(src), str(src)
         try:
-            sound = stack.enter_context(_ForwardReader(source))
+            sound = stack.enter_context(_forward_reader(source))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             reason = getattr(e, "error_string", None) or str(e)
             raise InputError(f"cannot read audio from {name}: {reason}") from None
@@ -197,6 +209,8 @@ def _open_audio(src: str | Path) -> Iterator[sf.SoundFile]:
 
 def _output_format(dst: str | Path) -> tuple[str, str]:
     """soundfile format and subtype for ``dst`` from its extension (WAV for stdout)."""
+    from codec.audio import WRITE_FORMATS
+
     if str(dst) == STDIO:
         return WRITE_FORMATS[".wav"]
     fmt = WRITE_FORMATS.get(Path(dst).suffix.lower())
@@ -207,6 +221,8 @@ def _output_format(dst: str | Path) -> tuple[str, str]:
 
 def _progress(seconds: float | None, enabled: bool) -> tqdm:
     """A progress bar in seconds of audio on stderr, for lengths known and at least :data:`PROGRESS_MIN_SECONDS`."""
+    from tqdm import tqdm
+
     shown = enabled and seconds is not None and seconds >= PROGRESS_MIN_SECONDS
     return tqdm(
         total=round(seconds or 0, 2), unit="s", file=sys.stderr, leave=False, disable=not shown,
@@ -235,6 +251,8 @@ def encode_chunks(
     Yields:
         Codes ``[C, n_q, f]`` of each chunk (int64).
     """
+    import torch
+
     size = chunk_frames * codec.hop_length
     pending: list[Tensor] = []
     held = 0
@@ -261,6 +279,11 @@ def _model_rate_blocks(sound: sf.SoundFile, model_rate: int, counter: list[int],
     Raises:
         InputError: If the audio data cannot be decoded.
     """
+    import soundfile as sf
+    import torch
+
+    from codec.chunked_resample import ChunkedResampler
+
     resampler = ChunkedResampler(sound.samplerate, model_rate, sound.channels)
     while True:
         try:
@@ -301,6 +324,8 @@ def compress(
         BandwidthError: On an unsupported bitrate.
         ModelNotFoundError: If the model cannot be found.
     """
+    from codec.entropy import encode_codes
+
     loaded = _resolve(model)
     codec = loaded.codec
     if codec.config.channels != 1:
@@ -349,6 +374,10 @@ def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | 
     Raises:
         FormatError: On a corrupt chunk (naming it).
     """
+    import torch
+
+    from codec.chunked_resample import ChunkedResampler
+
     codec, channels = loaded.codec, header.channels
     tables = loaded.tables if header.entropy_coded else None
     resampler = ChunkedResampler(header.model_sample_rate, header.sample_rate, channels)
@@ -381,6 +410,9 @@ def read_codes(src: str | Path, model: LoadedModel | Codec | str | Path | None =
         FormatError: On a corrupt or truncated file.
         ModelMismatchError: If ``model`` is not the one that wrote the file.
     """
+    import numpy as np
+    import torch
+
     with _open_binary(src) as f:
         header = bitstream.read_header(f)
         loaded = _model_for_file(header, model)
@@ -391,6 +423,8 @@ def read_codes(src: str | Path, model: LoadedModel | Codec | str | Path | None =
 
 def _chunk_codes(chunk: bitstream.Chunk, header: Header, tables: EntropyTables | None) -> np.ndarray:
     """Codes ``[C, n_q, f]`` of one chunk; errors name the chunk."""
+    from codec.entropy import decode_codes
+
     try:
         return decode_codes(chunk.blocks, header.channels, chunk.num_frames, tables, header.codebook_size)
     except FormatError as e:
@@ -419,6 +453,10 @@ def decompress(
         ModelMismatchError: If ``model`` is not the one that wrote the file.
         ModelNotFoundError: If no model is given and the file's is not bundled.
     """
+    import soundfile as sf
+
+    from codec.audio import check_write_rate
+
     fmt, subtype = _output_format(dst)
     with _open_binary(src) as f:
         header = bitstream.read_header(f)
@@ -438,6 +476,8 @@ def decompress(
 @contextlib.contextmanager
 def _writing(dst: str | Path) -> Iterator[None]:
     """Turns libsndfile's errors while writing ``dst`` into :class:`OutputError` (a full disk, mostly)."""
+    import soundfile as sf
+
     try:
         yield
     except sf.LibsndfileError as e:

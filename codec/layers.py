@@ -20,6 +20,7 @@ receive contributions from the next frame and are kept as state::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -82,12 +83,17 @@ def eager_inference(x: torch.Tensor, module: nn.Module) -> bool:
 
 
 def time_major_conv(
-    x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1, left_pad: int = 0
+    x: torch.Tensor,
+    taps: torch.Tensor | Sequence[torch.Tensor],
+    bias: torch.Tensor | None,
+    dilation: int = 1,
+    left_pad: int = 0,
 ) -> torch.Tensor:
     """Stride-1 convolution in time-major layout, one matrix product per kernel tap.
 
     Output row ``t`` is ``bias + sum_j x[t + j * dilation - left_pad] @ taps[j]``
     with zero rows before the input: ``[B, T, K]`` and taps ``[k, K, C_out]``
+    (or a sequence of ``k`` matrices ``[K, C_out]``, as a stream keeps them)
     give ``[B, T + left_pad - (k - 1) * dilation, C_out]``. Each product reads
     and writes whole rows of a row-major matrix in place, so nothing is padded
     or copied, and the work goes to the BLAS matrix kernel. CPU torch's
@@ -96,29 +102,44 @@ def time_major_conv(
     and decodes about 1.3 times faster this way (MODEL_CARD.md, Speed).
     """
     batch, length, _ = x.shape
-    k, _, c_out = taps.shape
+    k, c_out = len(taps), taps[-1].shape[-1]
     n = max(length + left_pad - (k - 1) * dilation, 0)
     y = x.new_empty(batch, n, c_out)
     if n == 0:
         return y
     bias = bias if bias is not None else x.new_zeros(c_out)
+    if k == 1 and left_pad == 0:  # pointwise: one product over every row of the batch
+        return torch.addmm(bias, x.reshape(batch * length, -1), taps[0], out=y.view(batch * length, c_out)).view_as(y)
     shifts = [left_pad - j * dilation for j in range(k)]  # row t of the output meets row t - shift_j
     for b in range(batch):
+        x_b, y_b = (x[0], y[0]) if batch == 1 else (x[b], y[b])  # [T, K], [n, C_out]
         # The last tap reaches no padding (left_pad <= (k - 1) * dilation): it covers every
         # output row and starts the sum; the others add where their input rows exist.
-        torch.addmm(bias, x[b, -shifts[-1] : n - shifts[-1]], taps[-1], out=y[b])
+        torch.addmm(bias, _rows(x_b, -shifts[-1], n - shifts[-1]), taps[-1], out=y_b)
         for j in range(k - 1):
             lo = max(shifts[j], 0)
             if lo < n:
-                y[b, lo:].addmm_(x[b, lo - shifts[j] : n - shifts[j]], taps[j])
+                _rows(y_b, lo, n).addmm_(_rows(x_b, lo - shifts[j], n - shifts[j]), taps[j])
     return y
+
+
+def _rows(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """``x[start:stop]``, without making a view when that is all of ``x`` (one-frame streaming makes hundreds)."""
+    return x if start == 0 and stop == x.shape[0] else x[start:stop]
 
 
 @dataclass
 class ConvState:
-    """Past input samples of a causal convolution, ``[B, C, e - s]`` at rest."""
+    """Past input samples of a causal convolution, ``[B, C, e - s]`` at rest.
+
+    ``taps`` and ``bias`` are the time-major path's weights (see
+    :meth:`StreamingConv1d.time_major_weights`), folded from the weight norm
+    once per stream, on first use.
+    """
 
     previous: torch.Tensor
+    taps: torch.Tensor | tuple[torch.Tensor, ...] | None = None
+    bias: torch.Tensor | None = None
 
 
 class StreamingConv1d(StreamingModule[ConvState]):
@@ -147,7 +168,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         super().__init__()
         conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias, groups=groups)
         self.conv = weight_norm(lecun_init_(conv))
-        self.stride = stride
+        self.in_channels, self.stride, self.dilation, self.kernel_size = in_channels, stride, dilation, kernel_size
         self.effective_kernel = (kernel_size - 1) * dilation + 1
         self.context = self.effective_kernel - stride
 
@@ -163,50 +184,104 @@ class StreamingConv1d(StreamingModule[ConvState]):
             return conv1d(x, conv.weight, conv.bias, self.stride, conv.dilation[0], self.context, conv.groups)
         state = self.get_state(x)
         x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
-        n_frames = max((x.shape[-1] - self.effective_kernel) // self.stride + 1, 0)
-        consumed = n_frames * self.stride
-        self.set_state(ConvState(x[..., consumed:]))
+        consumed = self._consumed(x.shape[-1])
+        state.previous = x[..., consumed:]
         return conv1d(x[..., : consumed + self.context], conv.weight, conv.bias, self.stride, conv.dilation[0],
                       groups=conv.groups)
 
-    def time_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Offline inference in time-major layout: ``x`` [B, T, C_in] to [B, T // stride, C_out].
+    def _consumed(self, length: int) -> int:
+        """Samples of a streamed input of ``length`` (past included) that whole output frames use up."""
+        return max((length - self.effective_kernel) // self.stride + 1, 0) * self.stride
 
-        A strided convolution is a stride-1 one over blocks of ``stride``
-        samples: the ``[B, T, C]`` input viewed as ``[B, T / s, s * C]``,
-        with the kernel front-padded to ``taps * s`` and cut into ``taps``
-        blocks (``taps - 1`` blocks of left context). A single input channel
-        gathers its windows instead (a product with one inner channel is slow).
+    def time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference in time-major layout: ``x`` [B, T, C_in] to [B, T // stride, C_out].
+
+        Offline the past is zeros; inside ``streaming()`` the layer carries the
+        same state as :meth:`forward` (the two layouts may even alternate), so
+        chunk by chunk it gives the offline numbers. A strided convolution is a
+        stride-1 one over blocks of ``stride`` samples: the ``[B, T, C]``
+        input viewed as ``[B, T / s, s * C]``, with the kernel front-padded to
+        ``taps * s`` and cut into ``taps`` blocks (``taps - 1`` blocks of left
+        context). A single input channel gathers its windows instead (a
+        product with one inner channel is slow). A grouped (depthwise)
+        convolution runs as :meth:`forward`, on the same state.
+        """
+        if self.conv.groups != 1:
+            return self(x.transpose(1, 2)).transpose(1, 2)
+        s = self.stride
+        if not self._streaming:
+            return self._time_major(x[:, : x.shape[1] // s * s], self.time_major_weights(), self.context)
+        state = self.get_state(x.transpose(1, 2))
+        if state.taps is None:
+            taps, state.bias = self.time_major_weights()
+            matrices = self.in_channels > 1 and (self.stride == 1 or self.dilation == 1)
+            state.taps = taps.unbind(0) if matrices else taps  # one matrix per tap
+        if s == 1 and self.context == 0:  # pointwise: nothing to carry
+            return self._time_major(x, (state.taps, state.bias), 0)
+        if state.previous.shape[-1]:
+            x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, past + T, C_in]
+        consumed = self._consumed(x.shape[1])
+        state.previous = x[:, consumed:].transpose(1, 2)
+        return self._time_major(x[:, : consumed + self.context], (state.taps, state.bias), 0)
+
+    def time_major_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight as :meth:`time_major` multiplies it, and the bias.
+
+        ``[k, C_in, C_out]`` taps for stride 1 (``[k, C_out]`` for one input
+        channel), ``[taps, s * C_in, C_out]`` blocks for stride ``s``, the
+        plain ``[C_out, C_in, k]`` weight for a dilated strided convolution.
         """
         weight, bias = self.conv.weight, self.conv.bias  # [C_out, C_in, k]
         c_out, c_in, k = weight.shape
         s, d = self.stride, self.conv.dilation[0]
-        if self.conv.groups != 1:
-            return self(x.transpose(1, 2)).transpose(1, 2)
         if s == 1 and c_in == 1:
-            windows = F.pad(x[..., 0], (self.context, 0)).unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T, k]
-            return windows @ weight[:, 0].t() + (bias if bias is not None else 0)
+            return weight[:, 0].t().contiguous(), bias
         if s == 1:
-            return time_major_conv(x, weight.permute(2, 1, 0).contiguous(), bias, d, self.context)  # [k, C_in, C_out]
+            return weight.permute(2, 1, 0).contiguous(), bias
         if d != 1:
-            return self(x.transpose(1, 2)).transpose(1, 2)
-        batch, length, _ = x.shape
-        blocks = length // s
-        x = x[:, : blocks * s].reshape(batch, blocks, s * c_in)
+            return weight, bias
         taps = -(-k // s)
         weight = F.pad(weight, (taps * s - k, 0)).view(c_out, c_in, taps, s)  # kernel index j * s + r
-        weight = weight.permute(2, 3, 1, 0).reshape(taps, s * c_in, c_out)  # row r * C_in + c of tap j
-        return time_major_conv(x, weight, bias, 1, taps - 1)
+        return weight.permute(2, 3, 1, 0).reshape(taps, s * c_in, c_out), bias  # row r * C_in + c of tap j
+
+    def _time_major(
+        self, x: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor | None], left_pad: int
+    ) -> torch.Tensor:
+        """Convolves ``x`` [B, T, C_in] after ``left_pad`` zero samples; ``T + left_pad - e`` is a multiple of the stride."""
+        taps, bias = weights
+        s, d = self.stride, self.dilation
+        if s == 1 and self.in_channels == 1:
+            signal = F.pad(x[..., 0], (left_pad, 0)) if left_pad else x[..., 0]  # [B, left_pad + T]
+            windows = signal.unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T', k]
+            batch, length, k = windows.shape
+            windows = windows.reshape(batch * length, k)  # a copy: k samples per output, a small matrix
+            y = torch.mm(windows, taps) if bias is None else torch.addmm(bias, windows, taps)
+            return y.view(batch, length, -1)
+        if s == 1:
+            return time_major_conv(x, taps, bias, d, left_pad)
+        if d != 1:
+            return conv1d(x.transpose(1, 2), taps, bias, s, d, left_pad).transpose(1, 2)
+        batch, length, c_in = x.shape
+        front = len(taps) * s - self.kernel_size  # zero taps in front of the kernel
+        pad_blocks, pad_samples = divmod(left_pad + front, s)
+        if pad_samples:  # whole blocks only: the rest of the padding becomes real zero samples
+            x = F.pad(x, (0, 0, pad_samples, 0))
+            length += pad_samples
+        x = x.reshape(batch, length // s, s * c_in)  # [B, blocks, s * C_in]
+        return time_major_conv(x, taps, bias, 1, pad_blocks)
 
 
 @dataclass
 class ConvTransposeState:
     """The last input frames, ``[B, C_in, taps - 1]``, whose outputs still overlap the next frame's,
-    and the polyphase weight and bias, built once per stream."""
+    and the polyphase weight and bias, built once per stream (``taps`` and
+    ``phase_bias``: the time-major path's, on its first use)."""
 
     previous: torch.Tensor
     weight: torch.Tensor
     bias: torch.Tensor
+    taps: tuple[torch.Tensor, ...] | None = None
+    phase_bias: torch.Tensor | None = None
 
 
 class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
@@ -235,7 +310,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
             lecun_init_(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, bias=False))
         )
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.stride = stride
+        self.stride, self.out_channels = stride, out_channels
         self.taps = -(-kernel_size // stride)
 
     def init_state(self, x: torch.Tensor) -> ConvTransposeState:
@@ -258,7 +333,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         if self.is_streaming:
             state = self.get_state(x)
             x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, taps - 1 + F]
-            self.set_state(ConvTransposeState(x[..., x.shape[-1] - (self.taps - 1) :], state.weight, state.bias))
+            state.previous = x[..., x.shape[-1] - (self.taps - 1) :]
             weight, bias, padding = state.weight, state.bias, 0
         else:
             weight, bias = self.polyphase_weight()
@@ -268,19 +343,85 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         return y.reshape(batch, -1, frames * self.stride)
 
     def time_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Offline inference in time-major layout: ``x`` [B, F, C_in] to [B, F * stride, C_out].
+        """Inference in time-major layout: ``x`` [B, F, C_in] to [B, F * stride, C_out].
 
         The polyphase convolution's output row ``f``, ordered phase by phase
         (column ``r * C_out + c``), is already the ``stride`` output samples
         of frame ``f`` in time-major order, so the interleaving is a view.
+        Inside ``streaming()`` it carries the same state as :meth:`forward`.
         """
+        batch, frames, _ = x.shape
+        if not self._streaming:
+            taps, bias = self.time_major_weights()
+            y = time_major_conv(x, taps, bias, 1, self.taps - 1)  # [B, F, s * C_out]
+            return y.view(batch, frames * self.stride, self.out_channels)
+        state = self.get_state(x.transpose(1, 2))
+        if state.taps is None:
+            taps, state.phase_bias = self.time_major_weights()
+            state.taps = taps.unbind(0)  # one matrix per tap
+        if self.taps > 1:
+            x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, taps - 1 + F, C_in]
+            state.previous = x[:, frames:].transpose(1, 2)
+        y = time_major_conv(x, state.taps, state.phase_bias, 1, 0)  # [B, F, s * C_out]
+        return y.view(batch, frames * self.stride, self.out_channels)
+
+    def time_major_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The polyphase taps ``[taps, C_in, s * C_out]`` (column ``r * C_out + c``) and bias ``[s * C_out]``."""
         weight = self.convtr.weight  # [C_in, C_out, k]
         c_in, c_out, k = weight.shape
         s, taps = self.stride, self.taps
         weight = F.pad(weight, (0, taps * s - k)).view(c_in, c_out, taps, s).flip(2)  # tap taps-1-q meets x[f-q]
-        weight = weight.permute(2, 0, 3, 1).reshape(taps, c_in, s * c_out)
-        y = time_major_conv(x, weight, self.bias.repeat(s), 1, taps - 1)  # [B, F, s * C_out]
-        return y.view(x.shape[0], -1, c_out)
+        return weight.permute(2, 0, 3, 1).reshape(taps, c_in, s * c_out), self.bias.repeat(s)
+
+
+def lstm_weights(lstm: nn.LSTM) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Each layer's ``(W_ih^T [C, 4H], W_hh^T [H, 4H], b_ih + b_hh [4H])`` with the gates reordered to
+    ``i, f, o, g`` (torch stores ``i, f, g, o``): the three sigmoid gates come first, the tanh gate last."""
+    hidden = lstm.hidden_size
+    order = torch.cat([torch.arange(0, 2 * hidden), torch.arange(3 * hidden, 4 * hidden),
+                       torch.arange(2 * hidden, 3 * hidden)]).to(lstm.weight_ih_l0.device)
+    weights = []
+    for layer in range(lstm.num_layers):
+        w_ih, w_hh = getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}")  # [4H, C], [4H, H]
+        bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")  # [4H]
+        weights.append((w_ih[order].t().contiguous(), w_hh[order].t().contiguous(), bias[order].contiguous()))
+    return weights
+
+
+def lstm_time_major(
+    x: torch.Tensor,
+    weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    h: torch.Tensor,
+    c: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A stacked LSTM over ``x`` [B, T, C] from states ``h``, ``c`` [L, B, H], weights from :func:`lstm_weights`.
+
+    Each layer projects its whole input at once (one matrix product), then
+    steps through time with one ``[B, H] x [H, 4H]`` product and a few
+    in-place element-wise ops per step. torch's CPU LSTM (oneDNN) costs
+    about 2 ms of set-up per call, which one-frame streaming would pay twice
+    per frame; over whole chunks the two take about the same time.
+
+    Returns:
+        The last layer's outputs ``[B, T, H]``, and ``h`` and ``c``, updated in place.
+    """
+    batch, length, _ = x.shape
+    for layer, (w_ih, w_hh, bias) in enumerate(weights):
+        hidden = w_hh.shape[0]
+        gates_x = torch.addmm(bias, x.reshape(batch * length, -1), w_ih).view(batch, length, 4 * hidden)
+        y = x.new_empty(batch, length, hidden)
+        h_t, c_t = h[layer], c[layer]  # [B, H] each
+        for t in range(length):
+            gates = torch.addmm(gates_x[:, t], h_t, w_hh)  # [B, 4H]: i, f, o, g
+            gates.narrow(1, 0, 3 * hidden).sigmoid_()
+            i, f, o, g = gates.split(hidden, 1)
+            g.tanh_()
+            c_t.mul_(f).addcmul_(i, g)
+            h_t = y[:, t]
+            torch.tanh(c_t, out=h_t).mul_(o)
+        h[layer] = h_t
+        x = y
+    return x, h, c
 
 
 @dataclass
@@ -289,6 +430,7 @@ class LSTMState:
 
     h: torch.Tensor
     c: torch.Tensor
+    weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None  # time-major, once per stream
 
 
 class StreamingLSTM(StreamingModule[LSTMState]):
@@ -312,14 +454,17 @@ class StreamingLSTM(StreamingModule[LSTMState]):
         if x.shape[-1] == 0:
             return x  # nothing to run; torch's LSTM rejects empty sequences
         state = self.get_state(x)
-        seq = x.permute(2, 0, 1)  # [T, B, C]
-        y, (h, c) = self.lstm(seq, (state.h, state.c))
-        self.set_state(LSTMState(h, c))
+        y, (h, c) = self.lstm(x.permute(2, 0, 1), (state.h, state.c))  # [T, B, C]
+        state.h, state.c = h, c
         return y.permute(1, 2, 0) + x  # [B, C, T]
 
     def time_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Offline inference in time-major layout: ``x`` and the result are [B, T, C]."""
+        """Inference in time-major layout (:func:`lstm_time_major`): ``x`` and the result are [B, T, C]."""
         if x.shape[1] == 0:
             return x
-        y, _ = self.lstm(x.transpose(0, 1))  # [T, B, C]
-        return y.transpose(0, 1) + x
+        state = self.get_state(x.transpose(1, 2))
+        if state.weights is None:
+            state.weights = lstm_weights(self.lstm)
+        y, h, c = lstm_time_major(x, state.weights, state.h, state.c)
+        state.h, state.c = h, c
+        return y.add_(x)

@@ -371,8 +371,10 @@ def read_config(path: Path) -> CodecConfig:
 def _read_weights(path: Path, expected: dict[str, tuple[int, ...]], device: str) -> dict[str, Tensor]:
     """Reads the tensors of ``path`` after checking their names and shapes against ``expected``.
 
-    Floating tensors come back as float32; the training-only codebook sums
-    left out of a compact file are rebuilt from the codebooks.
+    Floating tensors come back as stored (a float16 file stays float16 here:
+    ``load_state_dict`` casts while copying, so no float32 copy of the whole
+    file is made); the training-only codebook sums left out of a compact file
+    are rebuilt from the codebooks, in float32.
 
     Raises:
         ModelFileError: Naming the file and the tensor, if the file is missing or
@@ -387,10 +389,10 @@ def _read_weights(path: Path, expected: dict[str, tuple[int, ...]], device: str)
             tensors = {k: f.get_tensor(k) for k in shapes}
     except SafetensorError as e:
         raise ModelFileError(f"{path} is not a readable safetensors file ({e}); save models with save_pretrained") from None
-    tensors = {k: (v.float() if v.is_floating_point() else v).to(device) for k, v in tensors.items()}
+    tensors = {k: v.to(device) for k, v in tensors.items()}
     for key in [k for k in expected if k.endswith(TRAINING_ONLY_SUFFIX) and k not in tensors]:
         prefix = key[: -len(TRAINING_ONLY_SUFFIX)]  # derivable: EMA sums = vectors x usage
-        tensors[key] = tensors[prefix + ".embed"] * tensors[prefix + ".cluster_size"][:, None]
+        tensors[key] = tensors[prefix + ".embed"].float() * tensors[prefix + ".cluster_size"].float()[:, None]
     return tensors
 
 

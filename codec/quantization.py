@@ -82,7 +82,22 @@ def kmeans(x: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
     return centroids, counts
 
 
-def _nearest(x: Tensor, embed: Tensor) -> Tensor:
+@dataclass
+class SearchTables:
+    """What the nearest-code search reads besides the codebook: ``embed^T`` [D, K], ``||e||^2`` [K], ``max ||e||^2``."""
+
+    embed_t: Tensor
+    norms: Tensor
+    max_norm: float
+
+    @classmethod
+    def of(cls, embed: Tensor) -> SearchTables:
+        """The tables of codebook ``embed`` [K, D]."""
+        norms = embed.pow(2).sum(1)  # [K]
+        return cls(embed.t().contiguous(), norms, float(norms.max()) if norms.numel() else 0.0)
+
+
+def _nearest(x: Tensor, embed: Tensor, tables: SearchTables | None = None) -> Tensor:
     """Index of the nearest row of ``embed`` [K, D] for each row of ``x`` [N, D].
 
     The fast matrix-product distance ``||e||^2 - 2 x.e`` (``||x||^2`` does
@@ -94,19 +109,25 @@ def _nearest(x: Tensor, embed: Tensor) -> Tensor:
     unit roundoff) times ``||x|| ||e|| <= (||x||^2 + ||e||^2) / 2``, so two
     codes' fast distances can swap only when they lie within ``4 gamma_D
     (||x||^2 + max ||e||^2)`` of each other. A row whose best code is alone
-    in that band takes it; the rare row with company picks among the band by
-    ``||x - e||^2`` computed element by element, the lowest index on a tie.
+    in that band (its second-best fast distance lies outside) takes it; the
+    rare row with company picks among the band by ``||x - e||^2`` computed
+    element by element, the lowest index on a tie. ``tables`` (from
+    :meth:`SearchTables.of`, else computed here) holds what depends on the
+    codebook alone.
     """
-    norms = embed.pow(2).sum(1)  # [K]
-    approx = torch.addmm(norms, x, embed.t(), alpha=-2)  # [N, K]
-    best, codes = approx.min(dim=-1)  # [N]
+    tables = tables if tables is not None else SearchTables.of(embed)
+    if embed.shape[0] < 2:
+        return x.new_zeros(x.shape[0], dtype=torch.long)
+    approx = torch.addmm(tables.norms, x, tables.embed_t, alpha=-2)  # [N, K]
+    two, indices = approx.topk(2, dim=-1, largest=False)  # [N, 2] each, ascending
+    best, codes = two[:, 0], indices[:, 0].contiguous()  # [N]
     unit = torch.finfo(approx.dtype).eps / 2
     gamma = x.shape[1] * unit / (1 - x.shape[1] * unit)
-    band = 4 * gamma * (x.pow(2).sum(1) + norms.max())  # [N]
-    near = approx <= (best + band)[:, None]  # [N, K]
-    rows = (near.sum(1) > 1).nonzero().squeeze(1)  # [M]
+    limit = x.pow(2).sum(1).add_(tables.max_norm).mul_(4 * gamma).add_(best)  # [N]: best + band
+    rows = (two[:, 1] <= limit).nonzero().squeeze(1)  # [M]
     if rows.numel():
-        row, code = near[rows].nonzero(as_tuple=True)  # candidate pairs, codes ascending within a row
+        near = approx[rows] <= limit[rows, None]  # [M, K]
+        row, code = near.nonzero(as_tuple=True)  # candidate pairs, codes ascending within a row
         exact = (x[rows[row]] - embed[code]).pow(2).sum(-1)  # [P]
         lowest = exact.new_full((rows.numel(),), float("inf")).scatter_reduce(0, row, exact, "amin")  # [M]
         tied = exact == lowest[row]
@@ -137,10 +158,22 @@ class EMACodebook(nn.Module):
         self.register_buffer("embed_avg", self.embed.clone())
         self.register_buffer("cluster_size", torch.ones(size))
         self.register_buffer("restarts", torch.tensor(0, dtype=torch.long))
+        self._tables: SearchTables | None = None
+        self._tables_key: tuple | None = None
 
     def encode(self, x: Tensor) -> Tensor:
         """Codes ``[N]`` of vectors ``[N, D]``."""
-        return _nearest(x, self.embed)
+        return _nearest(x, self.embed, self.search_tables())
+
+    def search_tables(self) -> SearchTables:
+        """The search tables of the codebook, rebuilt only after it changes (training, loading, moving)."""
+        try:
+            key = (self.embed.data_ptr(), self.embed._version, self.embed.shape)
+        except RuntimeError:  # a codebook made under torch.inference_mode() has no version counter
+            return SearchTables.of(self.embed)
+        if self._tables_key != key:
+            self._tables, self._tables_key = SearchTables.of(self.embed), key
+        return self._tables
 
     def decode(self, codes: Tensor) -> Tensor:
         """Vectors ``[..., D]`` of codes ``[...]``."""

@@ -13,18 +13,20 @@ The decoder mirrors it with transposed convolutions. Every layer is causal
 and streamable (see :mod:`codec.layers`). An ELU whose input nothing else
 reads runs in place, which saves a copy of the largest activations.
 
-Offline inference (no autograd, no tracing, not streaming) runs the same
-layers in time-major layout, ``[B, T, C]`` (:meth:`time_major`): there every
-convolution, strided and transposed ones included, is a few matrix products
-on views of its input, with no padding, copying or interleaving in between
-(faster on CPU than torch's convolutions on these shapes; see
-:func:`codec.layers.time_major_conv`). Training, streaming and export use the
+Inference (no autograd, no tracing), offline or inside ``streaming()``, runs
+the same layers in time-major layout, ``[B, T, C]`` (:meth:`time_major`):
+there every convolution, strided and transposed ones included, is a few
+matrix products on views of its input, with no padding, copying or
+interleaving in between (faster on CPU than torch's convolutions on these
+shapes; see :func:`codec.layers.time_major_conv`). Streaming, each layer
+carries the same state in either layout. Training and export use the
 ``[B, C, T]`` modules.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from codec.config import CodecConfig
 from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM, eager_inference
@@ -33,7 +35,10 @@ from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLST
 def _time_major(layers: nn.Sequential, x: Tensor) -> Tensor:
     """Runs ``layers`` on ``x`` [B, T, C]; element-wise layers (ELU) take any layout."""
     for layer in layers:
-        x = layer.time_major(x) if hasattr(layer, "time_major") else layer(x)
+        if isinstance(layer, nn.ELU):  # directly: a module call costs more than a one-frame ELU
+            x = F.elu(x, layer.alpha, layer.inplace)
+        else:
+            x = layer.time_major(x) if hasattr(layer, "time_major") else layer(x)
     return x
 
 
@@ -67,13 +72,17 @@ class ResidualBlock(nn.Module):
 
 
 class _SEANet(nn.Sequential):
-    """Runs offline inference time-major and everything else as ``[B, C, T]`` modules."""
+    """Runs inference time-major and everything else (autograd, tracing) as ``[B, C, T]`` modules."""
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C_in, T_in] -> [B, C_out, T_out]."""
-        if self[0].is_streaming or not eager_inference(x, self):
+        if not eager_inference(x, self):
             return super().forward(x)
-        return _time_major(self, x.transpose(1, 2)).transpose(1, 2).contiguous()
+        return self.time_major(x.transpose(1, 2)).transpose(1, 2).contiguous()
+
+    def time_major(self, x: Tensor) -> Tensor:
+        """Inference in time-major layout: [B, T_in, C_in] -> [B, T_out, C_out]."""
+        return _time_major(self, x)
 
 
 def _residual_stack(channels: int, config: CodecConfig) -> list[nn.Module]:

@@ -32,7 +32,9 @@ class StreamingModule(nn.Module, Generic[State]):
     """A module whose forward can carry a state from one call to the next.
 
     Subclasses implement :meth:`init_state` (the state before any input) and
-    call :meth:`get_state` / :meth:`set_state` in their forward.
+    call :meth:`get_state` in their forward, then update that state in place
+    (offline it is a fresh one, thrown away) or store a new one with
+    :meth:`set_state`.
     """
 
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
-"""Speed, streaming latency and memory of the codec, beside libopus and the EnCodec-sized preset.
+"""Speed, streaming latency, start-up and memory of the codec, beside libopus and the EnCodec-sized preset.
 
     python -m eval.bench [--model preset:16khz] [--seconds 60] [--threads 1,2] [--data tests/data]
-                         [--memory 10,600,3600]
+                         [--cli-seconds 600] [--memory 10,600,3600]
 
 Flags:
     --model     the model to measure (a saved directory, a bundled name or
@@ -11,6 +11,7 @@ Flags:
                 ``--data`` concatenated, repeated if too short.
     --threads   torch thread counts to try (default 1,2).
     --data      folder or JSONL manifest of speech clips (default tests/data).
+    --cli-seconds  length of the file for the command-line timing (default 600; 0 to skip).
     --memory    input durations in seconds for the memory test (default
                 10,600,3600; '' to skip). The 1 h case takes a few minutes.
 
@@ -25,16 +26,27 @@ What is printed:
    by libopus and by the 24 kHz preset at the same thread count.
 2. **Streaming**: algorithmic latency (one frame, ``hop / rate``) and the
    compute time of each one-frame chunk (encode + decode) inside
-   ``model.streaming()``, p50 and p95, on one thread.
-3. **Memory**: peak resident set size of a fresh process that loads the
-   model and encodes + decodes a speech input of each duration chunk by
-   chunk through the streaming API (:data:`MEMORY_CHUNK_S` chunks, generated
-   on the fly by cycling through the clips, never held whole), on one thread.
-   ``RSS after loading`` is the peak before the first chunk (importing torch
-   alone peaks at several hundred MB). The peak is the process's own high-water
-   mark, ``VmHWM`` in ``/proc/self/status``: Linux's ``ru_maxrss`` also keeps
-   the parent's high-water mark through fork and exec (a child of a 1 GB
-   process reports at least 1 GB), so it is used only where ``/proc`` is missing.
+   ``model.streaming()``, p50 and p95, on one thread: wall time, and the
+   thread's CPU time (``time.thread_time``), which other processes on the
+   machine disturb far less.
+3. **Command line**: wall time of ``codec compress`` then ``codec decompress``
+   of a ``--cli-seconds`` speech WAV in fresh processes on one thread,
+   start-up included, against offline ``encode`` + ``decode`` of the same
+   speech in 10 s pieces (section 1), against ffmpeg's libopus round trip of
+   the same file (start-up included) and against the 24 kHz preset.
+4. **Start-up**: wall time and peak RSS of a bare interpreter, ``import
+   torch``, ``codec --help``, ``codec info`` and ``codec truncate`` on a
+   compressed file, and of ``ffmpeg -version``.
+5. **Memory**: a fresh process imports torch, loads the model, compresses a
+   speech WAV of each duration with ``codec.compress.compress`` (the code
+   of ``codec compress``) and decompresses it, on one thread; its RSS after
+   the import, after loading and its peak after each step, beside the peak of
+   ``import torch`` alone and of ffmpeg's libopus encode of the same file.
+   Peaks are the process's own high-water mark, ``VmHWM`` in
+   ``/proc/self/status``: Linux's ``ru_maxrss`` also keeps the parent's
+   high-water mark through fork and exec (a child of a 1 GB process reports
+   at least 1 GB), so ffmpeg, which has no ``/proc`` hook, is started from a
+   small Python wrapper and measured by its ``RUSAGE_CHILDREN``.
 
 Other processes on the machine slow every number; the load average is printed first.
 """
@@ -45,7 +57,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -70,7 +81,38 @@ SEGMENT_S = 10.0  # length of each timed segment
 OPUS_RUNS = 5
 STREAM_SECONDS = 5.0  # audio fed frame by frame for the latency percentiles
 MEMORY_CHUNK_S = 1.0
-DEFAULT_DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO / "tests" / "data"
+#: Prepended to every measured Python child: prints its own peak RSS (``VmHWM``) to stderr at exit.
+_HWM_PRELUDE = """import atexit, sys
+def _vm_hwm_kb():
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
+atexit.register(lambda: print('VmHWM_kB', _vm_hwm_kb(), file=sys.stderr))
+"""
+_CLI_CODE = "from codec.cli import main\nsys.exit(main(sys.argv[1:]))"
+_WRAPPER_CODE = """import resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+print('wall_s', time.perf_counter() - start, file=sys.stderr)
+print('children_kB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+_MEMORY_CODE = """import json, time
+import torch
+torch.set_num_threads(1)
+report = {'import_mb': _vm_hwm_kb() / 1024}
+from codec.compress import compress, decompress, load_model
+loaded = load_model(sys.argv[1])
+report['loaded_mb'] = _vm_hwm_kb() / 1024
+start = time.perf_counter()
+compress(sys.argv[2], sys.argv[3], loaded)
+report['compress_s'], report['compress_peak_mb'] = time.perf_counter() - start, _vm_hwm_kb() / 1024
+start = time.perf_counter()
+decompress(sys.argv[3], sys.argv[4], loaded)
+report['decompress_s'], report['decompress_peak_mb'] = time.perf_counter() - start, _vm_hwm_kb() / 1024
+print(json.dumps(report))
+"""
 
 
 @dataclass
@@ -162,63 +204,119 @@ def streaming_latency(model: Codec, wav: torch.Tensor) -> dict[str, float]:
     torch.set_num_threads(1)
     hop = model.hop_length
     frames = wav[: wav.numel() // hop * hop].reshape(-1, 1, 1, hop)  # [N, 1, 1, hop]
-    times_ms = []
+    times_ms, cpu_ms = [], []
     with model.streaming(batch_size=1):
         for frame in frames[:10]:  # warm-up, not timed
             model.decode(model.encode(frame))
     with model.streaming(batch_size=1):
         for frame in frames:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.thread_time()
             model.decode(model.encode(frame))
             times_ms.append(1000 * (time.perf_counter() - start))
-    cuts = statistics.quantiles(times_ms, n=100)
+            cpu_ms.append(1000 * (time.thread_time() - cpu_start))
+    cuts, cpu_cuts = statistics.quantiles(times_ms, n=100), statistics.quantiles(cpu_ms, n=100)
     return {"latency_ms": 1000 * hop / model.sample_rate, "p50_ms": statistics.median(times_ms),
-            "p95_ms": cuts[94], "chunks": len(times_ms)}
+            "p95_ms": cuts[94], "cpu_p50_ms": statistics.median(cpu_ms), "cpu_p95_ms": cpu_cuts[94],
+            "chunks": len(times_ms)}
 
 
 # ----- memory -----------------------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (``VmHWM``; ``ru_maxrss`` without ``/proc``)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+# ----- processes: command line, start-up, memory ------------------------------------------------
+@dataclass
+class Run:
+    """A measured child process: wall time (start-up included), peak RSS, standard output."""
+
+    wall_s: float
+    peak_mb: float
+    stdout: str
 
 
-def memory_worker(model_spec: str, seconds: float, data: str, threads: int) -> dict[str, float]:
-    """Encodes + decodes ``seconds`` of speech chunk by chunk in this process; returns RSS in MB.
+def _child_env() -> dict[str, str]:
+    """One thread, and this checkout first on the path."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=path)
 
-    Meant to run in a fresh process (the peak only grows).
-    """
-    torch.set_num_threads(threads)
-    model = load_model(model_spec)
-    clips = speech_clips(data, model.sample_rate)
-    setup_mb = peak_rss_mb()
-    chunk = max(1, round(MEMORY_CHUNK_S * model.frame_rate_hz)) * model.hop_length
+
+def _stderr_value(stderr: str, key: str) -> float:
+    match = re.search(rf"^{key} ([0-9.]+)$", stderr, re.MULTILINE)
+    if not match:
+        raise CodecError(f"a measured process did not report {key}: {stderr.strip()[-500:]}")
+    return float(match.group(1))
+
+
+def run_python(code: str, *args: str | Path) -> Run:
+    """Runs ``python -c code args`` in a fresh process on one thread; its own peak RSS comes from ``VmHWM``."""
     start = time.perf_counter()
-    samples = 0
-    with model.streaming(batch_size=1):
-        for piece in speech_chunks(clips, seconds, model.sample_rate, chunk):
-            padded = torch.nn.functional.pad(piece, (0, -piece.numel() % model.hop_length))
-            model.decode(model.encode(padded[None, None]))
-            samples += piece.numel()
-    return {"seconds": samples / model.sample_rate, "setup_rss_mb": setup_mb,
-            "peak_rss_mb": peak_rss_mb(),
-            "wall_s": time.perf_counter() - start}
-
-
-def measure_memory(model_spec: str, seconds: float, data: str) -> dict[str, float]:
-    """Runs :func:`memory_worker` on one thread in a fresh Python process and returns its result."""
-    cmd = [sys.executable, "-m", "eval.bench", "--model", model_spec, "--data", data, "--threads", "1",
-           "--memory-worker", str(seconds)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", _HWM_PRELUDE + code, *map(str, args)], capture_output=True,
+                          text=True, env=_child_env(), check=False)
+    wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise CodecError(f"the memory test for {seconds:g} s failed: {proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise CodecError(f"{code.splitlines()[0]!r} {' '.join(map(str, args))} failed: {proc.stderr.strip()[-500:]}")
+    return Run(wall, _stderr_value(proc.stderr, "VmHWM_kB") / 1024, proc.stdout)
+
+
+def run_codec(*args: str | Path) -> Run:
+    """``codec ARGS`` in a fresh process (what a user types), measured by :func:`run_python`."""
+    return run_python(_CLI_CODE, *args)
+
+
+def run_program(*command: str | Path) -> Run:
+    """Any program, started from a small Python wrapper whose ``RUSAGE_CHILDREN`` gives its peak RSS."""
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER_CODE, *map(str, command)], capture_output=True, text=True,
+                          env=_child_env(), check=False)
+    if proc.returncode != 0:
+        raise CodecError(f"{' '.join(map(str, command))} failed")
+    return Run(_stderr_value(proc.stderr, "wall_s"), _stderr_value(proc.stderr, "children_kB") / 1024, "")
+
+
+def write_speech(path: Path, clips: list[torch.Tensor], seconds: float, rate: int) -> Path:
+    """Writes ``seconds`` of the clips (looped) to a 16-bit WAV at ``rate``, one block at a time."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path), "w", rate, 1, "PCM_16", format="WAV") as f:
+        for piece in speech_chunks(clips, seconds, rate, int(SEGMENT_S * rate)):
+            f.write(piece.clamp(-1, 1).numpy())
+    return path
+
+
+def cli_model_arg(spec: str, model: Codec, directory: Path) -> str:
+    """What ``codec --model`` takes for ``spec``: the spec itself, or a saved copy of a preset."""
+    if not spec.startswith("preset:"):
+        return spec
+    target = directory / spec.replace(":", "-")
+    if not target.exists():
+        model.save_pretrained(target)
+    return str(target)
+
+
+def time_cli(model_arg: str, wav_path: Path, work: Path) -> tuple[Run, Run]:
+    """``codec compress`` then ``codec decompress`` of ``wav_path``, each a fresh process."""
+    packed, restored = work / "cli.rvq", work / "cli.wav"
+    return (run_codec("compress", wav_path, packed, "--model", model_arg, "--quiet"),
+            run_codec("decompress", packed, restored, "--model", model_arg, "--quiet"))
+
+
+def time_opus_cli(wav_path: Path, setting: BaselineSetting, work: Path) -> tuple[Run, Run]:
+    """ffmpeg's libopus encode then decode of ``wav_path``, each a fresh process (start-up included)."""
+    encoded, decoded = work / f"opus{setting.extension}", work / "opus.wav"
+    common = ["ffmpeg", "-nostdin", "-hide_banner", "-threads", "1", "-y"]
+    return (run_program(*common, "-i", wav_path, *setting.encode_args, encoded),
+            run_program(*common, "-i", encoded, decoded))
+
+
+def measure_memory(model_arg: str, wav_path: Path, work: Path) -> dict[str, float]:
+    """Compresses and decompresses ``wav_path`` in a fresh process; RSS (MB) after each step and times (s)."""
+    run = run_python(_MEMORY_CODE, model_arg, wav_path, work / "memory.rvq", work / "memory.wav")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _round_trip_x(seconds: float, runs: tuple[Run, Run]) -> float:
+    return seconds / (runs[0].wall_s + runs[1].wall_s)
+
+
+def _offline_round_trip_x(speed: Speed) -> float:
+    """Encode + decode speed of one piece: the harmonic combination of the two."""
+    return 1 / (1 / speed.encode_x + 1 / speed.decode_x)
 
 
 # ----- report -----------------------------------------------------------------------------------
@@ -267,16 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2", help="torch thread counts to try (default: %(default)s)")
     parser.add_argument("--data", default=str(DEFAULT_DATA),
                         help="folder or JSONL manifest of speech clips (default: tests/data)")
+    parser.add_argument("--cli-seconds", type=float, default=600.0,
+                        help="length of the file timed through the command line, 0 to skip (default: %(default)s)")
     parser.add_argument("--memory", default="10,600,3600",
                         help="input seconds for the peak-memory runs, '' to skip (default: %(default)s)")
-    parser.add_argument("--memory-worker", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        threads = _int_list(args.threads)
-        if args.memory_worker is not None:
-            print(json.dumps(memory_worker(args.model, args.memory_worker, args.data, threads[0])))
-            return 0
-        return _run_all(args, threads)
+        return _run_all(args, _int_list(args.threads))
     except CodecError as e:
         print(f"eval.bench: error: {e}", file=sys.stderr)
         return 2
@@ -292,25 +387,102 @@ def _run_all(args: argparse.Namespace, threads: list[int]) -> int:
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"{name}: {model.config.name}, {params:.2f} M parameters, {model.sample_rate} Hz, hop {model.hop_length}")
-    print("\n## Speed (seconds of audio per second of compute; median over 10 s segments)\n")
-    print(speed_table(run_speed(models, args.data, args.seconds, threads), REFERENCE_SPEC))
-    print("\n## Streaming (one-frame chunks, encode + decode, 1 thread)\n")
-    print("| model | algorithmic latency ms | chunks | p50 ms | p95 ms |\n|---|---|---|---|---|")
-    wav16 = speech(speech_clips(args.data, 16000), STREAM_SECONDS, 16000)  # [T]
-    for name, model in models.items():
-        s = streaming_latency(model, audio.resample(wav16, 16000, model.sample_rate))
-        print(f"| {name} | {s['latency_ms']:.1f} | {s['chunks']} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} |")
-    durations = _float_list(args.memory)
-    if durations:
-        print(f"\n## Peak memory of {args.model} (fresh process, {MEMORY_CHUNK_S:g} s streaming chunks, "
-              "1 thread)\n")
-        print("| input | RSS after loading MB | peak RSS MB | wall s |\n|---|---|---|---|")
-        for seconds in durations:
-            m = measure_memory(args.model, seconds, args.data)
-            print(f"| {_duration(seconds)} | {m['setup_rss_mb']:.0f} | {m['peak_rss_mb']:.0f} | {m['wall_s']:.0f} |",
-                  flush=True)
+    print("\n## 1. Offline speed (seconds of audio per second of compute; median over 10 s segments)\n")
+    speeds = run_speed(models, args.data, args.seconds, threads)
+    print(speed_table(speeds, REFERENCE_SPEC))
+    streams = _streaming_section(models, args.data, speeds.get(("libopus", 1)))
+    clips16 = speech_clips(args.data, 16000)
+    with tempfile.TemporaryDirectory(prefix="codec-bench-") as tmp:
+        work = Path(tmp)
+        model_args = {name: cli_model_arg(name, model, work) for name, model in models.items()}
+        if args.cli_seconds > 0:
+            _cli_section(models, model_args, speeds, clips16, args.cli_seconds, work)
+        _startup_section(model_args[args.model], clips16, work)
+        durations = _float_list(args.memory)
+        if durations:
+            _memory_section(args.model, model_args, clips16, durations, work)
+    print(f"\n(streaming p95 of {args.model}: {streams[args.model]['p95_ms']:.2f} ms per "
+          f"{streams[args.model]['latency_ms']:.0f} ms frame)")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
+
+
+def _streaming_section(models: dict[str, Codec], data: str, opus: Speed | None) -> dict[str, dict[str, float]]:
+    print("\n## 2. Streaming (one-frame chunks, encode + decode, 1 thread)\n")
+    print("| model | algorithmic latency ms | chunks | p50 ms | p95 ms | thread CPU p50 ms | thread CPU p95 ms | "
+          "p50 / 24 kHz preset | p50 / libopus |\n|---|---|---|---|---|---|---|---|---|")
+    wav16 = speech(speech_clips(data, 16000), STREAM_SECONDS, 16000)  # [T]
+    streams = {name: streaming_latency(model, audio.resample(wav16, 16000, model.sample_rate))
+               for name, model in models.items()}
+    ref = streams[REFERENCE_SPEC]["p50_ms"]
+    # libopus: the mean compute of one 20 ms frame, from its offline speed on one thread.
+    opus_ms = 20 * (1 / opus.encode_x + 1 / opus.decode_x) if opus else float("nan")
+    for name, s in streams.items():
+        print(f"| {name} | {s['latency_ms']:.1f} | {s['chunks']} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | "
+              f"{s['cpu_p50_ms']:.2f} | {s['cpu_p95_ms']:.2f} | {s['p50_ms'] / ref:.2f} | {s['p50_ms'] / opus_ms:.1f} |")
+    print(f"\nlibopus: {opus_ms:.3f} ms of compute per 20 ms frame (encode + decode, from its offline speed)")
+    return streams
+
+
+def _cli_section(models: dict[str, Codec], model_args: dict[str, str], speeds: dict[tuple[str, int], Speed],
+                 clips16: list[torch.Tensor], seconds: float, work: Path) -> None:
+    print(f"\n## 3. Command line: compress + decompress of a {_duration(seconds)} WAV (fresh processes, "
+          "start-up included, 1 thread)\n")
+    wav_path = write_speech(work / "cli_input.wav", clips16, seconds, 16000)
+    opus = time_opus_cli(wav_path, parse_baselines(OPUS)[0], work)
+    rows = {name: time_cli(model_args[name], wav_path, work) for name in models}
+    ref_x = _round_trip_x(seconds, rows[REFERENCE_SPEC])
+    opus_x = _round_trip_x(seconds, opus)
+    print("| codec | compress s | decompress s | round trip x | / offline encode+decode x | / 24 kHz preset | "
+          "/ libopus |\n|---|---|---|---|---|---|---|")
+    for name, (enc, dec) in rows.items():
+        x = _round_trip_x(seconds, (enc, dec))
+        offline = speeds.get((name, 1))
+        vs_offline = f"{x / _offline_round_trip_x(offline):.2f}" if offline else "-"
+        print(f"| {name} | {enc.wall_s:.1f} | {dec.wall_s:.1f} | {x:.1f} | {vs_offline} | {x / ref_x:.2f} | "
+              f"{x / opus_x:.3f} |")
+    print(f"| libopus (ffmpeg) | {opus[0].wall_s:.1f} | {opus[1].wall_s:.1f} | {opus_x:.1f} | - | "
+          f"{opus_x / ref_x:.2f} | 1 |")
+
+
+def _startup_section(model_arg: str, clips16: list[torch.Tensor], work: Path) -> None:
+    print("\n## 4. Start-up (fresh process: wall time and peak RSS)\n")
+    packed = work / "startup.rvq"
+    run_codec("compress", write_speech(work / "startup.wav", clips16, 3.0, 16000), packed, "--model", model_arg,
+              "--quiet")
+    kbps = f"{load_model(model_arg).bandwidths_kbps[0]:g}"
+    rows = {
+        "python (bare interpreter)": run_python("pass"),
+        "import torch": run_python("import torch"),
+        "codec --help": run_codec("--help"),
+        "codec info FILE": run_codec("info", packed),
+        "codec truncate FILE --kbps": run_codec("truncate", packed, work / "truncated.rvq", "--kbps", kbps),
+        "ffmpeg -version": run_program("ffmpeg", "-version"),
+    }
+    print("| command | wall s | peak RSS MB |\n|---|---|---|")
+    for name, run in rows.items():
+        print(f"| {name} | {run.wall_s:.2f} | {run.peak_mb:.0f} |")
+
+
+def _memory_section(main_spec: str, model_args: dict[str, str], clips16: list[torch.Tensor],
+                    durations: list[float], work: Path) -> None:
+    print("\n## 5. Memory: compress then decompress a speech WAV (fresh process, 1 thread; MB)\n")
+    torch_mb = run_python("import torch").peak_mb
+    print(f"`import torch` alone: peak RSS {torch_mb:.0f} MB\n")
+    print("| model | input | RSS after import | after loading | peak compress | peak decompress | "
+          "peak above import torch alone | compress s | decompress s | libopus encode peak |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+    for seconds in durations:
+        wav_path = write_speech(work / "memory_input.wav", clips16, seconds, 16000)
+        opus_mb = time_opus_cli(wav_path, parse_baselines(OPUS)[0], work)[0].peak_mb
+        # The reference preset runs several times slower: it is measured on the shortest input only.
+        names = [main_spec] + ([REFERENCE_SPEC] if seconds == durations[0] and REFERENCE_SPEC != main_spec else [])
+        for name in names:
+            m = measure_memory(model_args[name], wav_path, work)
+            peak = max(m["compress_peak_mb"], m["decompress_peak_mb"])
+            print(f"| {name} | {_duration(seconds)} | {m['import_mb']:.0f} | {m['loaded_mb']:.0f} | "
+                  f"{m['compress_peak_mb']:.0f} | {m['decompress_peak_mb']:.0f} | {peak - torch_mb:.0f} | "
+                  f"{m['compress_s']:.1f} | {m['decompress_s']:.1f} | {opus_mb:.0f} |", flush=True)
 
 
 def _duration(seconds: float) -> str:

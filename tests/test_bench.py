@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 from conftest import DATA_DIR, seeded_tiny
 
@@ -39,6 +41,7 @@ def test_codec_speed_and_streaming_latency(clips: list[torch.Tensor]) -> None:
     assert stream["latency_ms"] == 1000 * model.hop_length / RATE
     assert stream["chunks"] == 800 // model.hop_length
     assert 0 < stream["p50_ms"] <= stream["p95_ms"]
+    assert 0 < stream["cpu_p50_ms"] <= stream["cpu_p95_ms"]
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
@@ -47,10 +50,25 @@ def test_opus_speed(clips: list[torch.Tensor]) -> None:
     assert speed.encode_x > 1 and speed.decode_x > speed.encode_x  # Opus decodes far faster than it encodes
 
 
-def test_memory_is_measured_in_a_fresh_process() -> None:
-    result = bench.measure_memory("preset:tiny", 0.3, str(DATA_DIR))
-    assert result["seconds"] == pytest.approx(0.3)
-    assert 0 < result["setup_rss_mb"] <= result["peak_rss_mb"]
+def test_memory_is_measured_in_a_fresh_process(clips: list[torch.Tensor], tmp_path: Path) -> None:
+    model_arg = bench.cli_model_arg("preset:tiny", seeded_tiny(), tmp_path)
+    wav = bench.write_speech(tmp_path / "in.wav", clips, 0.3, RATE)
+    assert sf.info(str(wav)).frames == int(0.3 * RATE)
+    result = bench.measure_memory(model_arg, wav, tmp_path)
+    assert 0 < result["import_mb"] <= result["loaded_mb"] <= result["compress_peak_mb"] <= result["decompress_peak_mb"]
+    assert result["compress_s"] > 0 and (tmp_path / "memory.wav").is_file()
+
+
+def test_command_line_and_start_up_are_timed_in_fresh_processes(clips: list[torch.Tensor], tmp_path: Path) -> None:
+    model_arg = bench.cli_model_arg("preset:tiny", seeded_tiny(), tmp_path)
+    wav = bench.write_speech(tmp_path / "in.wav", clips, 0.5, RATE)
+    compress_run, decompress_run = bench.time_cli(model_arg, wav, tmp_path)
+    assert compress_run.wall_s > 0 and decompress_run.peak_mb > 0
+    assert sf.info(str(tmp_path / "cli.wav")).frames == int(0.5 * RATE)
+    info = bench.run_codec("info", tmp_path / "cli.rvq")
+    torch_run = bench.run_python("import torch")
+    assert "codebooks:" in info.stdout
+    assert 0 < info.peak_mb < torch_run.peak_mb  # info imports no torch
 
 
 def test_speed_table_ratios() -> None:

@@ -142,6 +142,30 @@ def test_time_major_equals_offline(case: LayerCase, steps: int, extra: int) -> N
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+LAYOUTS = {"time-major": ["time-major"], "alternating": ["time-major", "channels-first"]}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("plan", CHUNK_PLANS.values(), ids=CHUNK_PLANS.keys())
+@pytest.mark.parametrize("layouts", LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_time_major_streaming_equals_offline(case: LayerCase, plan: list[int], layouts: list[str]) -> None:
+    """Streamed time-major, or alternating with ``[B, C, T]`` calls on the same state, chunks give the offline output."""
+    layer = build(case)
+    x = torch.randn(BATCH, case.in_channels, 23 * case.in_step + (2 if case.in_step > 1 else 0))
+    with torch.no_grad():
+        offline = layer(x)
+        outputs = []
+        with streaming(layer, batch_size=BATCH):
+            for i, part in enumerate(chunks(x.shape[-1], plan, case.in_step)):
+                if layouts[i % len(layouts)] == "time-major":
+                    outputs.append(layer.time_major(x[..., part].transpose(1, 2)).transpose(1, 2))
+                else:
+                    outputs.append(layer(x[..., part]))
+    chunked = torch.cat(outputs, dim=-1)
+    assert chunked.shape == offline.shape
+    assert (chunked - offline).abs().max() <= 1e-5
+
+
 @pytest.mark.parametrize("dilation", [1, 2])
 def test_time_major_single_input_channel(dilation: int) -> None:
     """A one-channel input (the waveform) gathers its windows; the result is the same convolution."""
