@@ -33,7 +33,8 @@ import yaml
 from codec.atomic import write_json
 from codec.errors import InputError
 from codec.model import Codec
-from eval.evaluate import evaluate, list_audio, speakers_of
+from codec.sources import list_audio
+from eval.evaluate import evaluate, speakers_of
 from eval.listen import choose_files
 
 METRICS = ("visqol", "pesq", "mel")
