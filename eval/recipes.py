@@ -87,14 +87,14 @@ def inference_speed(model: Codec, seconds: float = 30.0) -> float:
 
 
 def score_snapshot(snap: Snapshot, files: list[Path], bitrates_kbps: list[float], metrics: list[str],
-                   cache: Path) -> dict[str, Any]:
+                   cache: Path, speed_seconds: float = 30.0) -> dict[str, Any]:
     """The summary of :func:`eval.evaluate.evaluate` for one snapshot, cached in ``cache``."""
     if cache.is_file():
         return json.loads(cache.read_text())
     model = Codec.from_pretrained(snap.path)
     result = evaluate(model, files, bitrates_kbps, [], metrics, progress=False, model_spec=str(snap.path))
     record = {"run": snap.run, "cpu_s": snap.cpu_s, "step": snap.step, "summary": result.summary(),
-              "inference_x_realtime": inference_speed(model), "notes": result.notes}
+              "inference_x_realtime": inference_speed(model, speed_seconds), "notes": result.notes}
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_json(cache, record)
     return record
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kbps", default="1,2", help="bitrates to score (default 1,2)")
     parser.add_argument("--limit", type=int, default=13, help="clips to score, spread over speakers (default 13)")
     parser.add_argument("--metrics", default=",".join(METRICS), help=f"metrics (default {','.join(METRICS)})")
+    parser.add_argument("--speed-seconds", type=float, default=30.0, help="audio timed for inference speed")
     parser.add_argument("--max-cpu-s", type=float, default=None, help="ignore snapshots past this many CPU seconds")
     args = parser.parse_args(argv)
     bitrates = [float(k) for k in args.kbps.split(",")]
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.max_cpu_s is not None and snap.cpu_s > args.max_cpu_s:
                 continue
             cache = args.out / run_dir.name / f"{snap.path.name}.json"
-            record = score_snapshot(snap, files, bitrates, args.metrics.split(","), cache)
+            record = score_snapshot(snap, files, bitrates, args.metrics.split(","), cache, args.speed_seconds)
             record["audio_s_per_cpu_s"] = audio_s_per_cpu_s(run_dir, snap)
             records.append(record)
             print(f"scored {run_dir.name} at {snap.cpu_s / 60:.0f} CPU min (step {snap.step})", flush=True)

@@ -30,7 +30,7 @@ def test_scores_every_snapshot_once_and_prints_the_table(tmp_path: Path, capsys:
     runs = [_fake_run(tmp_path, "seanet", "seanet"), _fake_run(tmp_path, "istft", "istft")]
     kbps = fitted_model("seanet").bandwidths_kbps[1]
     argv = [*map(str, runs), "--data", str(DATA_DIR), "--out", str(tmp_path / "scores"), "--kbps", f"{kbps:g}",
-            "--limit", "2", "--metrics", "mel"]
+            "--limit", "2", "--metrics", "mel", "--speed-seconds", "0.5"]
     assert recipes.main(argv) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("| seanet", "| istft"))]
