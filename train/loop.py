@@ -480,6 +480,7 @@ class Meter:
         tqdm.write(f"step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in results.items() if "mel" in k))
 
     def close(self) -> None:
+        """Closes the bar and flushes TensorBoard."""
         self.bar.close()
         if self.writer:
             self.writer.close()
