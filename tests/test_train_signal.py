@@ -18,6 +18,7 @@ from codec.config import CodecConfig, load_yaml
 from codec.model import Codec
 from train import loop
 from train.config import TrainConfig
+from train.discriminators import Discriminators
 from train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +86,19 @@ def _capture_models(monkeypatch: pytest.MonkeyPatch) -> list[Codec]:
     return built
 
 
+def _capture_critics(monkeypatch: pytest.MonkeyPatch) -> list[Discriminators]:
+    """Records every set of critics the loop builds."""
+    built: list[Discriminators] = []
+
+    class Recorded(Discriminators):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(loop, "Discriminators", Recorded)
+    return built
+
+
 def test_a_stop_signal_while_waiting_for_data_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _scripted_loader(monkeypatch, {2: _sigterm})
     train(_tiny(), tmp_path / "run", quiet=True)
@@ -109,3 +123,19 @@ def test_a_step_skipped_for_a_nan_loss_leaves_the_codebooks_untouched(
         assert torch.equal(now[key], value) and bool(value.isfinite().all()), key
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000001"]
     assert Codec.from_pretrained(tmp_path / "run" / "model").quantizer.levels[0].embed.isfinite().all()
+
+
+def test_the_critics_skip_their_update_on_a_nan_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    critics, after_good_step = _capture_critics(monkeypatch), {}
+
+    def remember_then_poison(batch: Tensor) -> Tensor:
+        after_good_step.update({k: v.clone() for k, v in critics[0].state_dict().items()})
+        return torch.full_like(batch, float("nan"))
+
+    _scripted_loader(monkeypatch, {1: remember_then_poison, 2: _sigterm})
+    config = _tiny(**{"disc.update_prob": 1.0, "disc.start_step": 0})  # the critics would train at every step
+    train(config, tmp_path / "run", quiet=True)
+    now = critics[0].state_dict()
+    assert after_good_step and now.keys() == after_good_step.keys()
+    for key, value in after_good_step.items():
+        assert torch.equal(now[key], value) and bool(value.isfinite().all()), key

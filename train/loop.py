@@ -28,7 +28,7 @@ from tqdm import tqdm
 from codec.config import to_dict
 from codec.errors import CodecError, ConfigError
 from codec.measures import perplexity, si_sdr_db
-from codec.model import Codec
+from codec.model import Codec, CodecOutput
 from codec.resolve import load_codec
 from train.balancer import Balancer
 from train.config import OptimConfig, TrainConfig
@@ -181,6 +181,49 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
     log.info("generator initialised from %s (model id %s)", name_or_path, source.model_id)
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What set-up builds for a run: the prepared networks, their optimizers, the losses and the data.
+
+    ``model``, ``disc`` and the optimizers and schedulers are what ``accelerator.prepare``
+    returned (wrapped on many processes); ``codec`` and ``critic`` are the bare modules.
+    """
+
+    config: TrainConfig
+    run_dir: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    disc: torch.nn.Module
+    codec: Codec
+    critic: Discriminators
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: torch.optim.lr_scheduler.LRScheduler
+    sched_d: torch.optim.lr_scheduler.LRScheduler
+    weights: dict[str, float]
+    balancer: Balancer
+    semantic: SemanticDistillation | None
+    mel_loss: torch.nn.Module
+    progress: Progress
+    checkpoints: Checkpoints
+    loader: DataLoader
+    valid: list[torch.Tensor]
+    adversarial: bool  # critics exist and an adversarial or feature loss has weight
+
+    def adversarial_at(self, step: int) -> bool:
+        """Whether the critics train and judge the generator at ``step``."""
+        return self.adversarial and step >= self.config.disc.start_step
+
+
+@dataclass(frozen=True)
+class GeneratorStats:
+    """What one generator step reports: its losses, the commitment loss and the gradient norm before clipping."""
+
+    losses: dict[str, torch.Tensor]
+    commitment: torch.Tensor
+    grad_norm: torch.Tensor
+
+
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False) -> Path:
     """Trains a codec; returns the directory of the exported generator (``run_dir / "model"``).
 
@@ -193,12 +236,59 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     Raises:
         TrainingError: Nothing to resume from, or too many NaN/Inf steps.
     """
-    # ----- prepare ----------------------------------------------------------------------------
+    parts = prepare(config, run_dir, resume)
+    accelerator, codec, progress = parts.accelerator, parts.codec, parts.progress
+    main = accelerator.is_main_process
+    meter = Meter(parts, quiet)
+    cpu_clock = CPUClock(progress, config, run_dir if main else None)
+    saved_step = progress.step if resume else None  # the step of the newest checkpoint
+    with stop_requests() as stop:
+        for batch in parts.loader:
+            if progress.step >= config.steps or stop[0] or cpu_clock.spent():
+                break
+            wav, target = batch if parts.semantic else (batch, None)
+            wav = wav.to(accelerator.device)  # [B, 1, T]
+            parts.model.train(), parts.disc.train()
+            codebooks = codebook_snapshot(codec)  # the forward pass updates them; a skipped step restores them
+            with accelerator.autocast():
+                out = parts.model(wav)
+            adversarial = parts.adversarial_at(progress.step)
+            d_loss = discriminator_step(parts, wav, out.wav_hat, adversarial)
+            stats = generator_step(parts, wav, out, target, adversarial)
+            if stats is None:
+                skip_step(parts, codebooks)
+                continue
+            progress.step += 1
+            step = progress.step
+            meter.log_step(parts, wav, stats, d_loss, out.quantizer.metrics)
+            if config.valid_every and step % config.valid_every == 0 and parts.valid and main:
+                meter.log_validation(parts, step)
+            cpu_clock.tick(codec)
+            if step % config.checkpoint_every == 0 or step >= config.steps or stop[0] or cpu_clock.spent():
+                saved_step = save_checkpoint(parts.checkpoints, accelerator, codec, run_dir, step)
+        else:
+            raise TrainingError("the data loader ended; training data is empty")
+        if stop[0] and saved_step != progress.step:  # the signal came while waiting for data or in a skipped step
+            saved_step = save_checkpoint(parts.checkpoints, accelerator, codec, run_dir, progress.step)
+    meter.close()
+    if stop[0] and main:
+        log.warning("stopped by a signal at step %d; resume with --resume", progress.step)
+    return run_dir / "model"
+
+
+def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
+    """Builds the run's parts, hands them to accelerate, and restores the newest checkpoint with ``resume``.
+
+    The objects given to ``accelerator.prepare`` and ``register_for_checkpointing``
+    and their order fix the checkpoint's file names: keep them so older runs still resume.
+
+    Raises:
+        TrainingError: ``resume`` without a checkpoint, or ``init`` of another architecture.
+    """
     if config.threads:
         torch.set_num_threads(config.threads)
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     set_seed(config.seed)
-    device, main = accelerator.device, accelerator.is_main_process
     train_entries, valid_entries = split_entries(config.data)
     model, disc = Codec(config.model), Discriminators(config.disc)
     if config.init and not resume:
@@ -206,15 +296,10 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
     semantic = None
     if config.semantic.teacher:
         with accelerator.main_process_first():
-            semantic = build_semantic(config, train_entries, main, reduce=lambda t: accelerator.reduce(t, "mean"),
+            semantic = build_semantic(config, train_entries, accelerator.is_main_process,
+                                      reduce=lambda t: accelerator.reduce(t, "mean"),
                                       grad_scale=lambda: accelerator.scaler.get_scale() if accelerator.scaler else 1.0)
-    generator_params = [*model.parameters(), *(semantic.head.parameters() if semantic else [])]
-    betas = config.optim.betas
-    opt_g = torch.optim.AdamW(generator_params, config.optim.lr, betas, weight_decay=config.optim.weight_decay)
-    # Without critics (disc.kinds: []) the optimizer idles over one unused scalar: torch refuses an empty
-    # optimizer, and this way every run prepares and checkpoints the same parts.
-    disc_params = list(disc.parameters()) or [torch.nn.Parameter(torch.zeros(1))]
-    opt_d = torch.optim.AdamW(disc_params, config.optim.disc_lr, betas, weight_decay=config.optim.weight_decay)
+    opt_g, opt_d = _optimizers(config, model, disc, semantic)
     factor = lr_factor(config.optim, config.steps)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
@@ -234,124 +319,171 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             raise TrainingError(f"--resume: no checkpoint in {checkpoints.root}; start without --resume")
         accelerator.load_state(str(latest))
         log.info("resumed from %s at step %d", latest, progress.step)
-    if main:
+    if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    loader = make_loader(config, train_entries, accelerator, progress.step, semantic)
-    valid = [load_excerpt(e, codec.sample_rate, config.data.valid_seconds) for e in valid_entries[: config.data.valid_items]]
-    mel_loss = build_mel_loss(loss.mel_kind, codec.sample_rate, loss.mel_windows, loss.mel_bins).to(device)
-    writer = _summary_writer(run_dir) if main else None
-    adversarial_kinds = bool(config.disc.kinds) and (loss.adversarial > 0 or loss.feature > 0)
-    segment_s = config.data.segment_s
-    bar = tqdm(total=config.steps, initial=progress.step, disable=quiet or not main, dynamic_ncols=True)
-    tick, seen_s = time.perf_counter(), 0.0
-    cpu_clock = CPUClock(progress, config, run_dir if main else None)
+    return Parts(
+        config=config, run_dir=run_dir, accelerator=accelerator, model=model, disc=disc, codec=codec, critic=critic,
+        opt_g=opt_g, opt_d=opt_d, sched_g=sched_g, sched_d=sched_d, weights=weights, balancer=balancer,
+        semantic=semantic, progress=progress, checkpoints=checkpoints,
+        loader=make_loader(config, train_entries, accelerator, progress.step, semantic),
+        valid=[load_excerpt(e, codec.sample_rate, config.data.valid_seconds)
+               for e in valid_entries[: config.data.valid_items]],
+        mel_loss=build_mel_loss(loss.mel_kind, codec.sample_rate, loss.mel_windows, loss.mel_bins).to(
+            accelerator.device),
+        adversarial=bool(config.disc.kinds) and (loss.adversarial > 0 or loss.feature > 0),
+    )
 
-    saved_step = progress.step if resume else None  # the step of the newest checkpoint
-    with stop_requests() as stop:
-        for batch in loader:
-            if progress.step >= config.steps or stop[0] or cpu_clock.spent():
-                break
-            wav, target = batch if semantic else (batch, None)
-            wav = wav.to(device)  # [B, 1, T]
-            model.train(), disc.train()
-            codebooks = codebook_snapshot(codec)  # the forward pass updates them; a skipped step restores them
-            with accelerator.autocast():
-                out = model(wav)
-            wav_hat = out.wav_hat  # [B, 1, T]
-            adversarial = adversarial_kinds and progress.step >= config.disc.start_step
 
-            # ----- discriminator step -------------------------------------------------------------
-            d_loss = None
-            if adversarial and torch.rand(()) < config.disc.update_prob:
-                with accelerator.autocast():
-                    both = disc(torch.cat([wav, wav_hat.detach()]))  # real and fake in one pass
-                    real = [(lg.chunk(2)[0], [f.chunk(2)[0] for f in fs]) for lg, fs in both]
-                    fake = [(lg.chunk(2)[1], [f.chunk(2)[1] for f in fs]) for lg, fs in both]
-                    d_loss = discriminator_loss(real, fake, loss.adversarial_kind)
-                opt_d.zero_grad(set_to_none=True)
-                accelerator.backward(d_loss)
-                if config.optim.grad_clip:
-                    accelerator.clip_grad_norm_(disc.parameters(), config.optim.grad_clip)
-                opt_d.step()
-            sched_d.step()
+def _optimizers(
+    config: TrainConfig, model: Codec, disc: Discriminators, semantic: SemanticDistillation | None
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """AdamW for the generator (with the semantic head) and for the critics."""
+    optim = config.optim
+    generator_params = [*model.parameters(), *(semantic.head.parameters() if semantic else [])]
+    opt_g = torch.optim.AdamW(generator_params, optim.lr, optim.betas, weight_decay=optim.weight_decay)
+    # Without critics (disc.kinds: []) the optimizer idles over one unused scalar: torch refuses an empty
+    # optimizer, and this way every run prepares and checkpoints the same parts.
+    disc_params = list(disc.parameters()) or [torch.nn.Parameter(torch.zeros(1))]
+    opt_d = torch.optim.AdamW(disc_params, optim.disc_lr, optim.betas, weight_decay=optim.weight_decay)
+    return opt_g, opt_d
 
-            # ----- generator step -----------------------------------------------------------------
-            with accelerator.autocast():
-                losses = {"mel": mel_loss(wav_hat, wav)}
-                if loss.l1 > 0:  # DAC trains without it; skipping saves its backward pass in the balancer
-                    losses["l1"] = F.l1_loss(wav_hat, wav)
-                if adversarial:
-                    fake = critic(wav_hat)
-                    with torch.no_grad():
-                        real = critic(wav)
-                    losses["adversarial"] = generator_adversarial_loss(fake, loss.adversarial_kind)
-                    losses["feature"] = feature_matching_loss(real, fake)
-                if semantic:
-                    losses["semantic"] = semantic.loss(out.quantizer, target.to(device))
-            commitment = out.quantizer.commitment_loss
-            opt_g.zero_grad(set_to_none=True)
-            if not all(torch.isfinite(v) for v in [*losses.values(), commitment]):
-                progress.bad_steps += 1
-                restore_codebooks(codec, codebooks)
-                log.warning("non-finite loss at step %d (%d so far); step skipped", progress.step, progress.bad_steps)
-                if progress.bad_steps > config.max_bad_steps:
-                    raise TrainingError(f"more than {config.max_bad_steps} steps had NaN/Inf losses; lower optim.lr")
-                continue
-            if loss.balancer:
-                objective = balancer.surrogate(losses, wav_hat)
-            else:
-                objective = sum(weights[k] * v for k, v in losses.items() if k in weights)
-            if semantic:
-                objective = objective + semantic.surrogate(losses, weights)
-            accelerator.backward(objective + loss.commitment * commitment)
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip or float("inf"))
-            opt_g.step()
-            sched_g.step()
-            progress.step += 1
-            step = progress.step
 
-            # ----- log ----------------------------------------------------------------------------
-            seen_s += wav.shape[0] * segment_s * accelerator.num_processes
-            rate = seen_s / (time.perf_counter() - tick)
-            values = {k: float(v.detach()) for k, v in losses.items()}
-            bar.update(1)
-            bar.set_postfix(mel=f"{values['mel']:.3f}", audio_s_per_s=f"{rate:.1f}")
-            if writer and step % config.log_every == 0:
-                scalars = {f"loss/{k}": v for k, v in values.items()}
-                scalars |= {"loss/commitment": float(commitment.detach()), "grad_norm": float(grad_norm),
-                            "lr": sched_g.get_last_lr()[0], "audio_s_per_s": rate, "cpu_s": progress.cpu_s}
-                if d_loss is not None:
-                    scalars["loss/discriminator"] = float(d_loss.detach())
-                scalars |= {f"share/{k}": v for k, v in balancer.last_shares.items()}
-                if semantic and loss.balancer:
-                    scalars["share/semantic"] = semantic.last_share
-                scalars |= {f"codebook/{k}": v for k, v in out.quantizer.metrics.items()}
-                for k, v in scalars.items():
-                    writer.add_scalar(k, v, step)
+def all_finite(accelerator: Accelerator, tensors: list[torch.Tensor]) -> bool:
+    """Whether every value of ``tensors`` is finite on every process (so all processes skip a step together)."""
+    bad = torch.stack([~torch.isfinite(t).all() for t in tensors]).any().float()
+    return not bool(accelerator.reduce(bad, "max"))
 
-            # ----- validate -----------------------------------------------------------------------
-            if config.valid_every and step % config.valid_every == 0 and valid and main:
-                results = validate(codec, valid, mel_loss)
-                for k, v in results.items():
-                    writer.add_scalar(f"valid/{k}", v, step)
-                _log_audio(writer, codec, valid, step)
-                tqdm.write(f"step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in results.items() if "mel" in k))
 
-            # ----- checkpoint ---------------------------------------------------------------------
-            cpu_clock.tick(codec)
-            if step % config.checkpoint_every == 0 or step >= config.steps or stop[0] or cpu_clock.spent():
-                saved_step = save_checkpoint(checkpoints, accelerator, codec, run_dir, step)
-        else:
-            raise TrainingError("the data loader ended; training data is empty")
-        if stop[0] and saved_step != progress.step:  # the signal came while waiting for data or in a skipped step
-            saved_step = save_checkpoint(checkpoints, accelerator, codec, run_dir, progress.step)
-    bar.close()
-    if stop[0] and main:
-        log.warning("stopped by a signal at step %d; resume with --resume", progress.step)
-    if writer:
-        writer.close()
-    return run_dir / "model"
+def discriminator_step(parts: Parts, wav: torch.Tensor, wav_hat: torch.Tensor, adversarial: bool) -> torch.Tensor | None:
+    """One critic update on real ``wav`` and generated ``wav_hat`` (both ``[B, 1, T]``); returns its loss.
+
+    Returns ``None`` when the critics do not train at this step: before ``disc.start_step``,
+    when the ``disc.update_prob`` draw says no, or when ``wav_hat`` holds NaN/Inf
+    (the generator step then skips too). The critics' schedule advances either way.
+    """
+    config, accelerator = parts.config, parts.accelerator
+    d_loss = None
+    if adversarial and torch.rand(()) < config.disc.update_prob and all_finite(accelerator, [wav_hat]):
+        with accelerator.autocast():
+            both = parts.disc(torch.cat([wav, wav_hat.detach()]))  # real and fake in one pass
+            real = [(lg.chunk(2)[0], [f.chunk(2)[0] for f in fs]) for lg, fs in both]
+            fake = [(lg.chunk(2)[1], [f.chunk(2)[1] for f in fs]) for lg, fs in both]
+            d_loss = discriminator_loss(real, fake, config.loss.adversarial_kind)
+        parts.opt_d.zero_grad(set_to_none=True)
+        accelerator.backward(d_loss)
+        if config.optim.grad_clip:
+            accelerator.clip_grad_norm_(parts.disc.parameters(), config.optim.grad_clip)
+        parts.opt_d.step()
+    parts.sched_d.step()
+    return d_loss
+
+
+def generator_step(
+    parts: Parts, wav: torch.Tensor, out: CodecOutput, target: torch.Tensor | None, adversarial: bool
+) -> GeneratorStats | None:
+    """One generator update from the forward pass ``out`` of ``wav`` ``[B, 1, T]``.
+
+    Args:
+        parts: The run.
+        wav: The batch.
+        out: ``parts.model(wav)``.
+        target: Teacher targets ``[B, L', F, D_t]`` with semantic distillation, else ``None``.
+        adversarial: Whether the critics judge the generator at this step.
+
+    Returns:
+        The step's losses, or ``None`` if one is NaN/Inf: then nothing is updated.
+    """
+    config, accelerator, loss, wav_hat = parts.config, parts.accelerator, parts.config.loss, out.wav_hat
+    with accelerator.autocast():
+        losses = {"mel": parts.mel_loss(wav_hat, wav)}
+        if loss.l1 > 0:  # DAC trains without it; skipping saves its backward pass in the balancer
+            losses["l1"] = F.l1_loss(wav_hat, wav)
+        if adversarial:
+            fake = parts.critic(wav_hat)
+            with torch.no_grad():
+                real = parts.critic(wav)
+            losses["adversarial"] = generator_adversarial_loss(fake, loss.adversarial_kind)
+            losses["feature"] = feature_matching_loss(real, fake)
+        if parts.semantic:
+            losses["semantic"] = parts.semantic.loss(out.quantizer, target.to(accelerator.device))
+    commitment = out.quantizer.commitment_loss
+    parts.opt_g.zero_grad(set_to_none=True)
+    if not all_finite(accelerator, [*losses.values(), commitment]):
+        return None
+    if loss.balancer:
+        objective = parts.balancer.surrogate(losses, wav_hat)
+    else:
+        objective = sum(parts.weights[k] * v for k, v in losses.items() if k in parts.weights)
+    if parts.semantic:
+        objective = objective + parts.semantic.surrogate(losses, parts.weights)
+    accelerator.backward(objective + loss.commitment * commitment)
+    grad_norm = accelerator.clip_grad_norm_(parts.model.parameters(), config.optim.grad_clip or float("inf"))
+    parts.opt_g.step()
+    parts.sched_g.step()
+    return GeneratorStats(losses, commitment, grad_norm)
+
+
+def skip_step(parts: Parts, codebooks: dict[str, torch.Tensor]) -> None:
+    """Counts a step skipped for NaN/Inf losses and puts back the codebooks its forward pass moved.
+
+    Raises:
+        TrainingError: After more than ``max_bad_steps`` such steps.
+    """
+    progress, limit = parts.progress, parts.config.max_bad_steps
+    progress.bad_steps += 1
+    restore_codebooks(parts.codec, codebooks)
+    log.warning("non-finite loss at step %d (%d so far); step skipped", progress.step, progress.bad_steps)
+    if progress.bad_steps > limit:
+        raise TrainingError(f"more than {limit} steps had NaN/Inf losses; lower optim.lr")
+
+
+class Meter:
+    """The progress bar with throughput, and TensorBoard scalars, audio and spectrograms (main process only)."""
+
+    def __init__(self, parts: Parts, quiet: bool) -> None:
+        main = parts.accelerator.is_main_process
+        self.writer = _summary_writer(parts.run_dir) if main else None
+        self.bar = tqdm(total=parts.config.steps, initial=parts.progress.step, disable=quiet or not main,
+                        dynamic_ncols=True)
+        self.tick, self.seen_s = time.perf_counter(), 0.0
+
+    def log_step(self, parts: Parts, wav: torch.Tensor, stats: GeneratorStats, d_loss: torch.Tensor | None,
+                 codebook_metrics: dict[str, float]) -> None:
+        """Advances the bar; every ``log_every`` steps writes losses, shares, rates and codebook use."""
+        config, step = parts.config, parts.progress.step
+        self.seen_s += wav.shape[0] * config.data.segment_s * parts.accelerator.num_processes
+        rate = self.seen_s / (time.perf_counter() - self.tick)
+        values = {k: float(v.detach()) for k, v in stats.losses.items()}
+        self.bar.update(1)
+        self.bar.set_postfix(mel=f"{values['mel']:.3f}", audio_s_per_s=f"{rate:.1f}")
+        if not self.writer or step % config.log_every:
+            return
+        scalars = {f"loss/{k}": v for k, v in values.items()}
+        scalars |= {"loss/commitment": float(stats.commitment.detach()), "grad_norm": float(stats.grad_norm),
+                    "lr": parts.sched_g.get_last_lr()[0], "audio_s_per_s": rate, "cpu_s": parts.progress.cpu_s}
+        if d_loss is not None:
+            scalars["loss/discriminator"] = float(d_loss.detach())
+        scalars |= {f"share/{k}": v for k, v in parts.balancer.last_shares.items()}
+        if parts.semantic and config.loss.balancer:
+            scalars["share/semantic"] = parts.semantic.last_share
+        scalars |= {f"codebook/{k}": v for k, v in codebook_metrics.items()}
+        for k, v in scalars.items():
+            self.writer.add_scalar(k, v, step)
+
+    def log_validation(self, parts: Parts, step: int) -> None:
+        """Writes :func:`validate`'s measures, audio and spectrograms; prints the mel distances."""
+        results = validate(parts.codec, parts.valid, parts.mel_loss)
+        for k, v in results.items():
+            self.writer.add_scalar(f"valid/{k}", v, step)
+        _log_audio(self.writer, parts.codec, parts.valid, step)
+        tqdm.write(f"step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in results.items() if "mel" in k))
+
+    def close(self) -> None:
+        """Closes the bar and flushes TensorBoard."""
+        self.bar.close()
+        if self.writer:
+            self.writer.close()
 
 
 class CPUClock:
