@@ -148,3 +148,11 @@ def fitted_codec() -> Codec:
 def any_decoder_codec(request: pytest.FixtureRequest) -> Codec:
     """:func:`fitted_codec` once with each decoder (``CodecConfig.decoder``)."""
     return fitted_model(request.param)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path, fitted_codec: Codec) -> Path:
+    """:func:`fitted_codec` saved by ``save_pretrained`` (no entropy tables, so uniform ones)."""
+    path = tmp_path / "model"
+    fitted_codec.save_pretrained(path)
+    return path

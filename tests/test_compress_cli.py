@@ -28,14 +28,6 @@ PCM16_ERROR = 1e-4
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path, fitted_codec: Codec) -> Path:
-    """A tiny model with speech-fitted codebooks saved by ``save_pretrained`` (uniform entropy tables)."""
-    path = tmp_path / "model"
-    fitted_codec.save_pretrained(path)
-    return path
-
-
-@pytest.fixture
 def clip() -> Path:
     """The first mono speech clip of tests/data (tests that need not run on each)."""
     return data_wavs(channels=1)[0]

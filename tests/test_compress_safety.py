@@ -25,17 +25,8 @@ from conftest import data_wavs
 
 from codec import atomic, audio, compress
 from codec.cli import EXIT_BROKEN_PIPE, EXIT_TERMINATED, main
-from codec.model import Codec
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path, fitted_codec: Codec) -> Path:
-    """A tiny model with speech-fitted codebooks saved by ``save_pretrained``."""
-    path = tmp_path / "model"
-    fitted_codec.save_pretrained(path)
-    return path
 
 
 @pytest.fixture
