@@ -60,6 +60,15 @@ def load_speech(sample_rate: int, index: int = 0, seconds: float | None = None) 
     return wav[None]  # [1, 1, T]
 
 
+def long_speech(folder: Path, seconds: float) -> Path:
+    """The mono clips of tests/data concatenated (and repeated) to ``seconds``, as a 16 kHz WAV in ``folder``."""
+    clips = [audio.load(p, target_rate=16000)[0] for p in data_wavs(channels=1)]
+    wav = torch.cat(clips * int(seconds * 16000 // sum(c.shape[-1] for c in clips) + 1), dim=-1)
+    path = folder / f"speech_{seconds:g}s.wav"
+    audio.save(path, wav[:, : int(seconds * 16000)], 16000)
+    return path
+
+
 def chunks(total: int, plan: list[int], step: int) -> list[slice]:
     """Slices covering ``range(total)`` by repeating ``plan`` (sizes in units of ``step``)."""
     out, start, i = [], 0, 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import data_wavs
+from conftest import data_wavs, long_speech
 
 import codec.entropy
 import codec.model
@@ -41,15 +41,6 @@ def _offline(model: Codec, wav: torch.Tensor, kbps: float | None) -> tuple[torch
     """Codes ``[C, n_q, F]`` and decoded audio ``[C, T]`` of ``wav`` [C, T] encoded whole, channels as a batch."""
     encoded = model.encode(wav[:, None, :], kbps)
     return encoded.codes, model.decode(encoded)[:, 0]
-
-
-def _long_speech(tmp_path: Path, seconds: float) -> Path:
-    """The mono clips of tests/data concatenated (and repeated) to ``seconds``, as a 16 kHz WAV."""
-    clips = [audio.load(p, target_rate=16000)[0] for p in data_wavs(channels=1)]
-    wav = torch.cat(clips * int(seconds * 16000 // sum(c.shape[-1] for c in clips) + 1), dim=-1)
-    path = tmp_path / f"speech_{seconds:g}s.wav"
-    audio.save(path, wav[:, : int(seconds * 16000)], 16000)
-    return path
 
 
 def test_round_trip_at_every_bitrate(mono_clip: Path, model_dir: Path, tmp_path: Path) -> None:
@@ -97,7 +88,7 @@ def _hop320_model() -> Codec:
 def test_chunked_decode_equals_offline_decode(which: str, fitted_codec: Codec, tmp_path: Path) -> None:
     model = fitted_codec if which == "fitted-hop8" else _hop320_model()
     loaded = LoadedModel.from_codec(model)
-    source = _long_speech(tmp_path, 3.7)  # 4 chunks of one second, the last partial
+    source = long_speech(tmp_path, 3.7)  # 4 chunks of one second, the last partial
     packed = tmp_path / "long.rvq"
     header = compress.compress(source, packed, loaded, entropy_coding=which == "hop320")
     assert header.num_chunks == 4
@@ -307,7 +298,7 @@ def test_other_entropy_tables_are_refused(
 def test_interrupted_compress_leaves_nothing(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = _long_speech(tmp_path, 2.5)
+    source = long_speech(tmp_path, 2.5)
     target = tmp_path / "out.rvq"
     target.write_bytes(b"previous content")
     calls = []
@@ -329,7 +320,7 @@ def test_interrupted_compress_leaves_nothing(
 def test_progress_bar_on_long_files_unless_quiet(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = _long_speech(tmp_path, compress.PROGRESS_MIN_SECONDS + 1)
+    source = long_speech(tmp_path, compress.PROGRESS_MIN_SECONDS + 1)
     assert _run("compress", source, tmp_path / "a.rvq", "--model", model_dir) == 0
     assert "%|" in capsys.readouterr().err
     assert _run("compress", source, tmp_path / "b.rvq", "--model", model_dir, "--quiet") == 0

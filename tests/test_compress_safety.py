@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import data_wavs
+from conftest import data_wavs, long_speech
 
 from codec import atomic, audio, compress
 from codec.cli import EXIT_BROKEN_PIPE, EXIT_TERMINATED, main
@@ -61,15 +61,6 @@ def _command(*args: object) -> list[str]:
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def _long_speech(tmp_path: Path, seconds: float) -> Path:
-    """The mono clips of tests/data repeated to ``seconds``, as a 16 kHz WAV."""
-    clips = [audio.load(p, target_rate=16000)[0] for p in data_wavs(channels=1)]
-    wav = torch.cat(clips * int(seconds * 16000 // sum(c.shape[-1] for c in clips) + 1), dim=-1)
-    path = tmp_path / f"speech_{seconds:g}s.wav"
-    audio.save(path, wav[:, : int(seconds * 16000)], 16000)
-    return path
 
 
 # ----- the output is the input --------------------------------------------------------------------
@@ -153,7 +144,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(clip: Path, model_dir: Pa
 
 
 def test_sigterm_removes_the_temporary_file(model_dir: Path, tmp_path: Path) -> None:
-    source = _long_speech(tmp_path, 60)
+    source = long_speech(tmp_path, 60)
     output = tmp_path / "out.rvq"
     output.write_bytes(b"previous content")
     proc = subprocess.Popen(_command("compress", source, output, "--model", model_dir, "--quiet"), env=_env(),
@@ -241,7 +232,7 @@ def test_stdout_leaves_no_temporary_file(
 
 def test_broken_pipe_and_closed_stdout(model_dir: Path, tmp_path: Path) -> None:
     packed = tmp_path / "long.rvq"  # decoded, more than a pipe's buffer holds
-    assert _run("compress", _long_speech(tmp_path, 8), packed, "--model", model_dir, "--quiet") == 0
+    assert _run("compress", long_speech(tmp_path, 8), packed, "--model", model_dir, "--quiet") == 0
     decompress = " ".join(_command("decompress", packed, "-", "--model", model_dir, "--quiet"))
     broken = subprocess.run(["bash", "-c", f"{decompress} | head -c1 >/dev/null; echo ${{PIPESTATUS[0]}}"],
                             check=False, env=_env(), capture_output=True, text=True, timeout=120)
