@@ -166,11 +166,6 @@ class ISTFTDecoder(nn.Module):
         self.head = nn.Linear(width, 2 * bins)
         self.synthesis = OverlapAdd(config.n_fft, config.hop_length)
 
-    @property
-    def is_streaming(self) -> bool:
-        """Whether a streaming context is active."""
-        return self.synthesis.is_streaming
-
     def spectrum(self, z: Tensor) -> Tensor:
         """Predicted complex spectra of ``z`` [B, D, F], as [B, F, 2K] (real parts, then imaginary parts)."""
         h = self.norm(self.blocks(self.input(z)).transpose(1, 2))  # [B, F, W]
