@@ -208,3 +208,17 @@ def test_cpu_budget_ends_the_run_and_snapshots_follow_cpu_time(tmp_path: Path) -
     later = _snapshots(run)[len(first):]
     assert later and later[0]["cpu_s"] > first[-1]["cpu_s"] and later[0]["step"] > stopped_at
     assert int(max((run / "checkpoints").iterdir()).name.split("-")[1]) > stopped_at
+
+
+def test_init_from_a_snapshot_continues_the_runs_cpu_clock_and_step(tmp_path: Path) -> None:
+    """A branch from a run's snapshot starts at the snapshot's CPU seconds and step, and keeps its budget."""
+    trunk = tmp_path / "trunk"
+    train(tiny(steps=100_000, cpu_budget_s=1.0, snapshot_every_cpu_s=0.5, checkpoint_every=100_000), trunk, quiet=True)
+    origin = _snapshots(trunk)[0]
+    branch = tmp_path / "branch"
+    config = tiny(steps=100_000, cpu_budget_s=origin["cpu_s_at_save"] + 1.0, snapshot_every_cpu_s=0.5,
+                  checkpoint_every=100_000, init=str(trunk / "snapshots" / origin["snapshot"]))
+    train(config, branch, quiet=True)
+    records = _snapshots(branch)
+    assert records and records[0]["cpu_s"] > origin["cpu_s"] and records[0]["step"] > origin["step"]
+    assert records[-1]["cpu_s"] <= config.cpu_budget_s

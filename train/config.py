@@ -232,8 +232,11 @@ class TrainConfig:
         init: Start the generator from this saved model (a directory written by
             ``Codec.save_pretrained`` or a bundled name) instead of a random
             initialisation: a fine-tune. Its architecture must equal ``model``'s.
-            Optimizers, discriminators and the step count start afresh; ignored
-            on ``--resume``, whose checkpoint holds the weights.
+            Optimizers and discriminators start afresh; ignored on ``--resume``,
+            whose checkpoint holds the weights. The step count and CPU seconds
+            start at 0, or, for a run's snapshot (``RUN/snapshots/cpu-<s>s``), at
+            the snapshot's: the fine-tune is a branch of that run
+            (``train.loop.snapshot_origin``).
     """
 
     model: CodecConfig = field(default_factory=CodecConfig)

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from codec.atomic import read_jsonl
 from codec.config import to_dict
 from codec.errors import CodecError, ConfigError
 from codec.measures import perplexity, si_sdr_db
@@ -181,6 +182,24 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
     log.info("generator initialised from %s (model id %s)", name_or_path, source.model_id)
 
 
+def snapshot_origin(name_or_path: str) -> tuple[float, int]:
+    """The CPU seconds and step at which a run saved the snapshot ``name_or_path``; ``(0.0, 0)`` for other models.
+
+    A fine-tune from a run's snapshot (``RUN/snapshots/cpu-<seconds>s``, listed in
+    ``RUN/snapshots/index.jsonl``) continues that run's CPU clock, step, learning-rate
+    schedule and data order: it is a branch of the run, and its own snapshots sit on
+    the same CPU-seconds axis.
+    """
+    snapshot = Path(os.path.expanduser(name_or_path))
+    index = snapshot.parent / "index.jsonl"
+    if not index.is_file():
+        return 0.0, 0
+    for record in read_jsonl(index):
+        if record.get("snapshot") == snapshot.name:
+            return float(record["cpu_s_at_save"]), int(record["step"])
+    return 0.0, 0
+
+
 @dataclass(frozen=True)
 class Parts:
     """What set-up builds for a run: the prepared networks, their optimizers, the losses and the data.
@@ -311,6 +330,8 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
     weights = {"l1": loss.l1, "mel": loss.mel, "adversarial": loss.adversarial, "feature": loss.feature}
     balancer = Balancer(weights, loss.balancer_decay, reduce=lambda t: accelerator.reduce(t, "mean"))
     progress = Progress()
+    if config.init and not resume:
+        progress.cpu_s, progress.step = snapshot_origin(config.init)
     accelerator.register_for_checkpointing(balancer, progress, *([semantic] if semantic else []))
     checkpoints = Checkpoints(run_dir / "checkpoints", config.keep_checkpoints)
     if resume:
