@@ -100,11 +100,12 @@ def score_snapshot(snap: Snapshot, files: list[Path], bitrates_kbps: list[float]
     return record
 
 
-def _row_of(summary: list[dict[str, Any]], system_is_model: bool, kbps: float | None) -> dict[str, Any] | None:
+def _row_of(summary: list[dict[str, Any]], kbps: float | None) -> dict[str, Any] | None:
+    """The model's row at ``kbps`` in an evaluation summary, or its ``latent`` row for ``None``."""
     for row in summary:
-        if system_is_model and row["system"] not in ("reference", "latent") and row["requested_kbps"] == kbps:
+        if kbps is None and row["system"] == "latent":
             return row
-        if not system_is_model and row["system"] == "latent":
+        if kbps is not None and row["system"] not in ("reference", "latent") and row["requested_kbps"] == kbps:
             return row
     return None
 
@@ -134,10 +135,10 @@ def table(records: list[dict[str, Any]], bitrates_kbps: list[float]) -> str:
         cells = [r["run"], f"{r['cpu_s'] / 60:.0f}", str(r["step"]), f"{r['audio_s_per_cpu_s']:.2f}",
                  f"{r['inference_x_realtime']:.0f}"]
         for kbps in bitrates_kbps:
-            row = _row_of(r["summary"], True, kbps)
+            row = _row_of(r["summary"], kbps)
             cells += [_fmt(_mean(row, "visqol"), _ci(row, "visqol")), _fmt(_mean(row, "pesq"), _ci(row, "pesq")),
                       _fmt(_mean(row, "mel"))]
-        latent = _row_of(r["summary"], False, None)
+        latent = _row_of(r["summary"], None)
         cells += [_fmt(_mean(latent, "visqol")), _fmt(_mean(latent, "pesq"))]
         cells += [_fmt((latent or {}).get("bands_db", {}).get(b, {}).get("mean"), digits=1) for b in KEY_BANDS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -158,7 +159,7 @@ def plot(records: list[dict[str, Any]], kbps: float, path: Path) -> None:
         mine = sorted((r for r in records if r["run"] == run), key=lambda r: r["cpu_s"])
         minutes = [r["cpu_s"] / 60 for r in mine]
         for ax, metric in zip(axes, ("visqol", "pesq")):
-            ax.plot(minutes, [_mean(_row_of(r["summary"], True, kbps), metric) for r in mine], marker="o", label=run)
+            ax.plot(minutes, [_mean(_row_of(r["summary"], kbps), metric) for r in mine], marker="o", label=run)
     for ax, name in zip(axes, ("ViSQOL (speech, lattice)", "PESQ-WB")):
         ax.set_xlabel("training CPU minutes (one thread)")
         ax.set_ylabel(f"{name} at {kbps:g} kbps")
