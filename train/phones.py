@@ -34,7 +34,9 @@ PHONES = (
 #: The id of silence (and of pocketsphinx's noise fillers).
 SILENCE = PHONES.index("SIL")
 #: Decoder settings of CMUSphinx's phoneme-recognition guide (cmusphinx.github.io/wiki/phonemerecognition):
-#: a language weight of 2 instead of the word decoder's 6.5, and beams of 1e-20.
+#: a language weight of 2 instead of the word decoder's 6.5, and beams of 1e-20. On 38 utterances of the aligned
+#: English set they agree with pocketsphinx's forced alignment on 56% of 20 ms frames, the defaults on 48%.
+#: Changing them changes cached targets: bump ``train.semantic.CACHE_FORMAT``.
 DECODER_SETTINGS = {"lw": 2.0, "beam": 1e-20, "pbeam": 1e-20}
 
 
