@@ -90,8 +90,9 @@ class MfccTeacher(Teacher):
 
 
 class PhoneTeacher(Teacher):
-    """pocketsphinx's phone recognition (:class:`~train.phones.PhoneRecognizer`): one id of
-    :data:`~train.phones.PHONES` every 10 ms, as ``[1, F_t, 1]``.
+    """pocketsphinx's phone recognition: one phone id every 10 ms, as ``[1, F_t, 1]``.
+
+    Ids index :data:`train.phones.PHONES` (:class:`~train.phones.PhoneRecognizer`).
 
     Raises:
         PhoneRecognizerError: If pocketsphinx is not installed.
