@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import math
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -12,20 +14,24 @@ import torch
 from conftest import DATA_DIR, load_speech
 from safetensors.torch import load_file
 
+from codec.audio import load
 from codec.config import load_yaml
-from codec.errors import ConfigError
+from codec.errors import CodecError, ConfigError, SampleRateError
 from codec.presets import codec_tiny_config
 from codec.sources import list_audio
 from train import semantic as semantic_lib
 from train.config import DataConfig, SemanticConfig, TrainConfig
 from train.data import CropDataset, probe
 from train.loop import train
+from train.phones import PHONES, SILENCE, PhoneRecognizer, PhoneRecognizerError, phone_id
 from train.semantic import SemanticHead, TargetCache, build_semantic, select_layers
 from train.teachers import (
     MfccTeacher,
+    PhoneTeacher,
     TeacherError,
     TransformersTeacher,
     align_frames,
+    align_labels,
     bundle_names,
     load_teacher,
     teacher_id,
@@ -249,3 +255,83 @@ def test_semantic_recipe_differs_from_the_plain_one_only_by_distillation() -> No
     renamed = dataclasses.replace(semantic.model, name=plain.model.name)
     same = dataclasses.replace(semantic, semantic=SemanticConfig(), model=renamed)
     assert same == plain  # so that `make semantic-compare` compares distillation and nothing else
+
+
+def test_phone_recogniser_labels_speech_every_10_ms_whatever_came_before() -> None:
+    recognizer = PhoneRecognizer()
+    clips = [load(str(p), target_rate=16000, mono=True)[0][0] for p in list_audio(DATA_DIR)]  # [T] each
+    ids = [recognizer.recognize(wav, 16000) for wav in clips]
+    for wav, labels in zip(clips, ids, strict=True):
+        assert labels.dtype == torch.int64 and labels.shape == (math.ceil(len(wav) / 160),)
+        assert 0 <= int(labels.min()) and int(labels.max()) < len(PHONES) == 40
+        assert 0.6 < float((labels != SILENCE).float().mean()) < 1  # trimmed speech: mostly phones, some silence
+        assert len(set(labels.tolist())) > 8  # many different phones, not one class everywhere
+    for index in (0, 2):  # after another file than the first time: the same phones (the front end was reset)
+        assert torch.equal(recognizer.recognize(clips[index], 16000), ids[index])
+    assert phone_id("+SPN+") == phone_id("SIL") == 0 and phone_id("ZH") == 39
+    with pytest.raises(PhoneRecognizerError, match="not in the US English set"):
+        phone_id("AX")
+    with pytest.raises(SampleRateError, match="16000 Hz audio, got 44100 Hz.*target_rate=16000"):
+        recognizer.recognize(clips[0], 44100)
+
+
+def test_phones_teacher_says_how_to_install_pocketsphinx(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pocketsphinx", None)  # import pocketsphinx fails
+    with pytest.raises(CodecError, match=r"needs pocketsphinx: pip install 'rvq-codec\[semantic\]'"):
+        load_teacher("phones")
+    with pytest.raises(ConfigError, match="'phones' gives phone ids.*use semantic.loss 'ce'"):
+        SemanticConfig(teacher="phones", loss="d_axis")
+    with pytest.raises(ConfigError, match="needs k-means centroids or a teacher of class ids"):
+        SemanticHead(8, 1, "cosine", classes=40)
+
+
+def test_labels_align_to_the_codec_frame_at_its_centre() -> None:
+    labels = torch.arange(20.0)[None, :, None]  # [1, 20, 1]: 10 ms frame i has label i
+    assert align_labels(labels, 100, 50, 12)[0, :, 0].tolist() == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 19, 19]
+    assert align_labels(labels, 100, 75, 4)[0, :, 0].tolist() == [0, 2, 3, 4]  # centres at 2/3, 2, 10/3, 14/3
+    assert align_labels(labels, 50, 50, 3)[0, :, 0].tolist() == [0, 1, 2]
+
+
+def test_phone_targets_are_cached_per_file_and_read_back_identically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = SemanticConfig(teacher="phones", loss="ce", cache_dir=str(tmp_path))
+    model = dataclasses.replace(codec_tiny_config(), ratios=(8, 5, 4, 2))  # 50 Hz frames
+    cache = TargetCache(config, model)
+    files = entries()
+    cache.fill(files)
+    assert cache.shape == (1, 1) and cache.classes == len(PHONES)
+    assert cache.root != TargetCache(dataclasses.replace(config, teacher="mfcc"), model).root
+    stereo = next(e for e in files if e.sample_rate != 16000)
+    expected = cache.compute(PhoneTeacher(), stereo)  # [1, F, 1]
+    assert expected.shape == (1, math.ceil(round(stereo.frames * 16000 / stereo.sample_rate) / 320), 1)
+    first = [cache.frames(e.path, 0, 200) for e in files]
+    assert torch.equal(first[files.index(stereo)][:, : expected.shape[1]], expected)
+    for target in first:
+        assert torch.equal(target, target.round()) and 0 <= target.min() and target.max() < len(PHONES)
+    monkeypatch.setattr(semantic_lib, "load_teacher", lambda spec: pytest.fail("the teacher ran on cached files"))
+    reread = TargetCache(config, model)
+    reread.fill(files)
+    assert all(torch.equal(reread.frames(e.path, 0, 200), t) for e, t in zip(files, first, strict=True))
+    head = SemanticHead(16, 1, "ce", classes=reread.classes)
+    with torch.no_grad():
+        loss = head(torch.randn(len(files), 16, 200), torch.stack(first))  # [B, D, F] against [B, 1, F, 1]
+    assert abs(float(loss) - math.log(len(PHONES))) < 1.0  # an untrained head: about uniform over 40 phones
+
+
+def test_training_step_with_the_phones_teacher(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    overrides = {"data.train": [str(DATA_DIR)], "data.valid": [str(DATA_DIR)], "valid_every": 0, "threads": 1,
+                 "model.ratios": [8, 5, 4, 2], "data.segment_s": 0.64, "steps": 3, "log_every": 1,
+                 "checkpoint_every": 3, "disc.start_step": 1000, "semantic.teacher": "phones", "semantic.loss": "ce",
+                 "semantic.cache_dir": str(tmp_path / "cache")}
+    config = load_yaml(TrainConfig, ROOT / "configs" / "tiny.yaml", overrides)
+    train(config, tmp_path / "run", quiet=True)
+    events = EventAccumulator(glob.glob(str(tmp_path / "run" / "tensorboard" / "*"))[0])
+    events.Reload()
+    losses = [e.value for e in events.Scalars("loss/semantic")]
+    assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
+    head = load_file(tmp_path / "run" / "checkpoints" / "step-00000003" / "model_2.safetensors")
+    assert head["proj.weight"].shape == (len(PHONES), config.model.dimension)  # one logit per phone
+    assert "centroids" not in head and not list((tmp_path / "cache").rglob("units-*"))  # nothing fitted

@@ -157,6 +157,11 @@ class SemanticConfig:
     Attributes:
         teacher: ``""`` (off); ``"mfcc"`` for the offline teacher (MFCC
             features, or their k-means units, as in HuBERT's first iteration);
+            ``"phones"`` for the other offline teacher, with ``loss: ce``:
+            pocketsphinx's US English phone recognition of every training file
+            (:mod:`train.phones`; the ``semantic`` extra), one of 40 phone ids
+            (SIL and the CMU dictionary's 39 phones) per codec frame, no
+            transcript and no k-means needed (``units*`` are ignored);
             a torchaudio bundle name (``HUBERT_BASE``, ``HUBERT_LARGE``,
             ``WAVLM_BASE_PLUS``, ...); a local directory of a transformers
             model (HuBERT, WavLM, wav2vec 2.0, mHuBERT-147, ContentVec ports);
@@ -167,7 +172,8 @@ class SemanticConfig:
             the layer attention of arXiv 2406.10735).
         loss: ``"d_axis"`` (SpeechTokenizer's per-dimension cosine along time),
             ``"cosine"`` (per-frame cosine distance) or ``"ce"`` (cross-entropy
-            on k-means units of the teacher's features).
+            on k-means units of the teacher's features, or on the phone ids of
+            ``phones``, the only loss that teacher takes).
         weight: Weight of the semantic loss against the waveform losses' weights
             (see :mod:`train.semantic` for how the balancer applies it).
         cache_dir: Where the teacher's targets are cached, one file per audio file.
@@ -192,6 +198,9 @@ class SemanticConfig:
             raise ConfigError(
                 f"semantic.layer must be 'avg', 'mix' or a layer number (1 = first, -1 = last), got {self.layer!r}"
             )
+        if self.teacher.lower() == "phones" and self.loss != "ce":
+            raise ConfigError(f"semantic.teacher 'phones' gives phone ids, not features: use semantic.loss 'ce', "
+                              f"not {self.loss!r}")
         if self.loss == "ce" and self.layer == "mix":
             raise ConfigError("semantic.loss 'ce' needs fixed targets: use semantic.layer 'avg' or a layer number")
         if self.weight <= 0 or self.units < 2 or self.units_files < 1:

@@ -14,7 +14,8 @@ Losses (``semantic.loss``), for head output ``A`` and target ``S``, both [B, F, 
   each feature dimension compared along time;
 - ``cosine``: ``mean_t (1 - cos(A[:, t], S[:, t]))``, each frame compared across dimensions;
 - ``ce``: cross-entropy of unit logits against the nearest of ``semantic.units``
-  k-means centroids of the teacher's features (HuBERT's targets).
+  k-means centroids of the teacher's features (HuBERT's targets), or, for a
+  teacher of class ids (``phones``), against its ids: nothing is fitted.
 
 Balancing. The waveform losses are balanced at the decoded waveform
 (:mod:`train.balancer`); the semantic loss is not a function of it. Both
@@ -62,7 +63,7 @@ from codec.quantization import QuantizerOutput, kmeans
 from train.balancer import Balancer
 from train.config import SemanticConfig, TrainConfig
 from train.data import AudioEntry, is_shard_source
-from train.teachers import Teacher, align_frames, load_teacher, teacher_id
+from train.teachers import Teacher, align_frames, align_labels, load_teacher, teacher_id
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ class TargetCache:
     Files live in ``cache_dir / KEY / HASH.safetensors``: ``KEY`` hashes the
     teacher, the layer choice and the codec's rate and hop; ``HASH`` hashes the
     audio file's path. Each holds ``target`` [L', F, D_t] in float16 (``L' = 1``
-    except for ``layer: mix``), ``F = ceil(samples at the codec rate / hop)``.
+    except for ``layer: mix``), ``F = ceil(samples at the codec rate / hop)``;
+    a teacher of class ids stores them as ``[1, F, 1]`` (exact in float16 up to 2048).
     A directory teacher is known by its path: after replacing the weights in
     it, delete its cache folder.
 
@@ -129,7 +131,7 @@ class TargetCache:
         for entry in tqdm(missing, desc="teacher targets", unit="file", disable=None):  # no bar in logs
             target = self.compute(teacher, entry).to(torch.float16).contiguous()
             atomic_write(self.file_of(entry.path), lambda p, t=target: save_file({"target": t}, p))
-        info = self.key | {"layers": target.shape[0], "dim": target.shape[-1]}
+        info = self.key | {"layers": target.shape[0], "dim": target.shape[-1], "classes": teacher.classes}
         write_json(self.root / "teacher.json", info)
 
     def compute(self, teacher: Teacher, entry: AudioEntry) -> Tensor:
@@ -141,13 +143,19 @@ class TargetCache:
         hidden = select_layers(teacher.hidden_states(wav[0]), self.layer)  # [L', F_t, D_t]
         samples = math.ceil(entry.frames * self.sample_rate / entry.sample_rate)
         frame_rate_hz = self.sample_rate / self.hop_length
-        return align_frames(hidden.float(), teacher.frame_rate_hz, frame_rate_hz, math.ceil(samples / self.hop_length))
+        align = align_labels if teacher.classes else align_frames  # ids are picked, features averaged
+        return align(hidden.float(), teacher.frame_rate_hz, frame_rate_hz, math.ceil(samples / self.hop_length))
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(L', D_t)``: stored layers and feature dimension (after :meth:`fill`)."""
         info = json.loads((self.root / "teacher.json").read_text())
         return int(info["layers"]), int(info["dim"])
+
+    @property
+    def classes(self) -> int:
+        """The number of classes of a teacher of class ids, 0 for one of features (after :meth:`fill`)."""
+        return int(json.loads((self.root / "teacher.json").read_text()).get("classes", 0))
 
     def frames(self, path: str, first: int, count: int) -> Tensor:
         """Target frames ``first .. first + count - 1`` of ``path``: ``[L', count, D_t]`` float32.
@@ -204,17 +212,24 @@ class SemanticHead(nn.Module):
         loss: ``"d_axis"``, ``"cosine"`` or ``"ce"``.
         n_layers: Teacher layers per target frame; more than one are mixed
             with learned softmax weights (``layer: mix``).
-        centroids: K-means units ``[K, D_t]``, for ``"ce"``.
+        centroids: K-means units ``[K, D_t]``, for ``"ce"`` on a teacher of features.
+        classes: ``K``, for ``"ce"`` on a teacher of class ids (targets ``[B, 1, F, 1]`` hold the ids).
+
+    Raises:
+        ConfigError: Unless ``"ce"`` gets exactly one of ``centroids`` and ``classes``, and the others neither.
     """
 
     def __init__(
-        self, dim: int, target_dim: int, loss: str, n_layers: int = 1, centroids: Tensor | None = None
+        self, dim: int, target_dim: int, loss: str, n_layers: int = 1, centroids: Tensor | None = None,
+        classes: int = 0,
     ) -> None:
         super().__init__()
-        if (loss == "ce") != (centroids is not None):
-            raise ConfigError("the 'ce' semantic loss needs k-means centroids, and only it does")
-        self.loss = loss
-        self.proj = nn.Linear(dim, target_dim if centroids is None else centroids.shape[0])
+        if (loss == "ce") != ((centroids is not None) != (classes > 0)):
+            raise ConfigError(
+                "the 'ce' semantic loss needs k-means centroids or a teacher of class ids (phones), and only it does"
+            )
+        self.loss, self.classes = loss, classes
+        self.proj = nn.Linear(dim, classes or (target_dim if centroids is None else centroids.shape[0]))
         self.layer_logits = nn.Parameter(torch.zeros(n_layers)) if n_layers > 1 else None
         if centroids is not None:
             self.register_buffer("centroids", centroids.float())
@@ -230,7 +245,10 @@ class SemanticHead(nn.Module):
         pred = self.proj(first_quantized.transpose(1, 2))  # [B, F, D_t or K]
         target = self.target(teacher)  # [B, F, D_t]
         if self.loss == "ce":
-            units = torch.cdist(target, self.centroids[None]).argmin(-1)  # [B, F]
+            if self.classes:
+                units = target[..., 0].round().long()  # [B, F]: the teacher's ids
+            else:
+                units = torch.cdist(target, self.centroids[None]).argmin(-1)  # [B, F]: the nearest unit
             return F.cross_entropy(pred.transpose(1, 2), units)
         return d_axis_loss(pred, target) if self.loss == "d_axis" else cosine_loss(pred, target)
 
@@ -354,7 +372,8 @@ def build_semantic(
     if is_main:
         targets.fill(entries)
     n_layers, target_dim = targets.shape
-    centroids = targets.units(entries, config.semantic) if config.semantic.loss == "ce" else None
-    head = SemanticHead(config.model.dimension, target_dim, config.semantic.loss, n_layers, centroids)
+    classes = targets.classes  # a teacher of class ids needs no k-means units
+    centroids = targets.units(entries, config.semantic) if config.semantic.loss == "ce" and not classes else None
+    head = SemanticHead(config.model.dimension, target_dim, config.semantic.loss, n_layers, centroids, classes)
     return SemanticDistillation(head, targets, config.semantic.weight, config.loss.balancer,
                                 config.loss.balancer_decay, reduce, grad_scale)

@@ -5,8 +5,12 @@ A teacher turns a mono signal at its own rate into one feature sequence per laye
     wav [T] at teacher.sample_rate --teacher--> hidden [L, F_t, D] at teacher.frame_rate_hz
     hidden --align_frames--> [L, F, D] at the codec frame rate
 
-Three kinds (:func:`load_teacher` picks one from a string):
+Four kinds (:func:`load_teacher` picks one from a string):
 
+- ``"phones"``: the other offline teacher: pocketsphinx's phone recognition
+  (:mod:`train.phones`), one phone id every 10 ms. Its "features" are class
+  ids, ``[1, F_t, 1]`` (:attr:`Teacher.classes` says how many), aligned by
+  :func:`align_labels` instead of :func:`align_frames`.
 - ``"mfcc"``: the offline teacher for machines without HuBERT weights: 13 MFCCs
   with deltas and delta-deltas (39 dimensions) every 10 ms, normalised to zero
   mean and unit variance over each file. HuBERT's first iteration clusters
@@ -33,6 +37,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from codec.errors import CodecError
+from train.phones import PHONE_HOP, PHONE_RATE_HZ, PHONES, PhoneRecognizer
 
 #: Rate of every HuBERT-family model and of the MFCC teacher.
 TEACHER_RATE_HZ = 16000
@@ -52,10 +57,13 @@ class Teacher(nn.Module):
     Attributes:
         sample_rate: Rate of the input in Hz.
         frame_rate_hz: Rate of the output frames.
+        classes: 0 for a teacher of features; ``K`` for one of class ids, whose
+            output ``[1, F_t, 1]`` holds ids ``0 .. K - 1``.
     """
 
     sample_rate: int = TEACHER_RATE_HZ
     frame_rate_hz: float
+    classes: int = 0
 
     def hidden_states(self, wav: Tensor) -> Tensor:
         """Features ``[L, F_t, D]`` of the mono signal ``wav`` [T]."""
@@ -79,6 +87,25 @@ class MfccTeacher(Teacher):
         features = torch.cat([ceps, delta, torchaudio.functional.compute_deltas(delta)]).t()  # [F_t, 39]
         features = (features - features.mean(0)) / features.std(0, unbiased=False).clamp(min=1e-5)
         return features[None]  # [1, F_t, 39]
+
+
+class PhoneTeacher(Teacher):
+    """pocketsphinx's phone recognition: one phone id every 10 ms, as ``[1, F_t, 1]``.
+
+    Ids index :data:`train.phones.PHONES` (:class:`~train.phones.PhoneRecognizer`).
+
+    Raises:
+        PhoneRecognizerError: If pocketsphinx is not installed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recognizer = PhoneRecognizer()
+        self.sample_rate, self.frame_rate_hz, self.classes = PHONE_RATE_HZ, PHONE_RATE_HZ / PHONE_HOP, len(PHONES)
+
+    def hidden_states(self, wav: Tensor) -> Tensor:
+        ids = self.recognizer.recognize(wav, self.sample_rate)  # [F_t]
+        return ids.float()[None, :, None]  # [1, F_t, 1]
 
 
 class TransformersTeacher(Teacher):
@@ -131,6 +158,8 @@ def load_teacher(spec: str) -> Teacher:
     """
     if spec.lower() == "mfcc":
         return MfccTeacher()
+    if spec.lower() == "phones":
+        return PhoneTeacher()
     if Path(spec).expanduser().is_dir():
         return _transformers_teacher(str(Path(spec).expanduser().resolve()))
     if spec.upper() in bundle_names():
@@ -142,8 +171,8 @@ def load_teacher(spec: str) -> Teacher:
 
 def teacher_id(spec: str) -> str:
     """The canonical name of the teacher ``spec`` names (a resolved path for directories), without loading it."""
-    if spec.lower() == "mfcc":
-        return "mfcc"
+    if spec.lower() in ("mfcc", "phones"):
+        return spec.lower()
     path = Path(spec).expanduser()
     if path.is_dir():
         return str(path.resolve())
@@ -181,7 +210,7 @@ def _transformers_teacher(name_or_dir: str) -> TransformersTeacher:
         where = "this directory" if is_dir else "the local Hugging Face cache, and it cannot be fetched offline"
         raise TeacherError(
             f"semantic teacher {name_or_dir!r}: no transformers model in {where} ({e}). Pass a local directory "
-            f"saved with save_pretrained, a torchaudio bundle ({', '.join(bundle_names()[:3])}, ...) or 'mfcc'"
+            f"saved with save_pretrained, a torchaudio bundle ({', '.join(bundle_names()[:3])}, ...), 'mfcc' or 'phones'"
         ) from None
     try:
         extractor = AutoFeatureExtractor.from_pretrained(name_or_dir, local_files_only=True)
@@ -214,3 +243,16 @@ def align_frames(features: Tensor, source_hz: float, target_hz: float, n_frames:
     high = (low + 1).clamp(max=features.shape[1] - 1)
     weight = (position - low)[None, :, None].to(features.dtype)
     return features[:, low] * (1 - weight) + features[:, high] * weight  # [L, n_frames, D]
+
+
+def align_labels(labels: Tensor, source_hz: float, target_hz: float, n_frames: int) -> Tensor:
+    """Picks from class ids ``labels`` [L, F_t, 1] at ``source_hz`` the id at the centre of each of ``n_frames`` frames.
+
+    Codec frame ``j`` gets teacher frame ``floor((j + 1/2) * source_hz / target_hz)``:
+    for 10 ms phones and a 50 Hz codec, frame ``2j + 1``, the one that starts
+    at the codec frame's centre (as :mod:`eval.alignment` labels frames for
+    the phonetic scores). Ids are never averaged; frames past the teacher's
+    last one repeat it. Returns ``[L, n_frames, 1]``.
+    """
+    centre = ((torch.arange(n_frames, dtype=torch.float64) + 0.5) * (source_hz / target_hz) + 1e-9).floor().long()
+    return labels[:, centre.clamp(max=labels.shape[1] - 1)]  # [L, n_frames, 1]
