@@ -36,7 +36,7 @@ from torch.nn.utils import parametrize
 from codec import audio
 from codec.atomic import atomic_write, write_json
 from codec.errors import CodecError, InputError
-from codec.model import Codec
+from codec.network.model import Codec
 from codec.resolve import MODEL_HELP, load_codec
 
 FORMATS = ("onnx", "torchscript")

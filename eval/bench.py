@@ -70,7 +70,7 @@ import torch
 
 from codec import audio
 from codec.errors import CodecError, InputError
-from codec.model import Codec
+from codec.network.model import Codec
 from codec.resolve import load_codec as load_model
 from codec.sources import list_audio
 from eval.baselines import BaselineSetting, check_available, parse_baselines
@@ -102,7 +102,7 @@ _MEMORY_CODE = """import json, time
 import torch
 torch.set_num_threads(1)
 report = {'import_mb': _vm_hwm_kb() / 1024}
-from codec.compress import compress, decompress, load_model
+from codec.fileformat.compress import compress, decompress, load_model
 loaded = load_model(sys.argv[1])
 report['loaded_mb'] = _vm_hwm_kb() / 1024
 start = time.perf_counter()

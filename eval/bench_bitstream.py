@@ -29,9 +29,9 @@ import soundfile as sf
 import torch
 
 from codec import audio
-from codec.compress import compress, decompress, read_codes, read_info
-from codec.entropy import EntropyTables, fit_counts
-from codec.presets import codec_16khz
+from codec.fileformat.compress import compress, decompress, read_codes, read_info
+from codec.fileformat.entropy import EntropyTables, fit_counts
+from codec.network.presets import codec_16khz
 from codec.resolve import LoadedModel, load_model
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -39,7 +39,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
 # The child reports its own peak (VmHWM): Linux's ru_maxrss would carry over the parent's through fork and exec.
 _PEAK_RSS = """
 import sys
-from codec.compress import compress, decompress
+from codec.fileformat.compress import compress, decompress
 def peak_mb():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from codec import audio
-from codec.compress import compress, decompress
 from codec.errors import CodecError, InputError
+from codec.fileformat.compress import compress, decompress
 from codec.resolve import DEFAULT_MODEL, MODEL_HELP, LoadedModel, load_model
 from eval.baselines import parse_baselines, round_trip
 from eval.evaluate import evaluate

@@ -31,9 +31,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from codec import audio
-from codec.entropy import EntropyTables, encode_codes
 from codec.errors import InputError
-from codec.model import Codec, EncodedAudio
+from codec.fileformat.entropy import EntropyTables, encode_codes
+from codec.network.model import Codec, EncodedAudio
 from codec.sources import read_manifest
 from eval.baselines import BaselineSetting, check_available, round_trip
 from eval.codebooks import CodebookStats, CodeCounter, entropy_bound_kbps

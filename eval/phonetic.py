@@ -41,7 +41,7 @@ from codec import sources
 from codec.atomic import write_json
 from codec.audio import load
 from codec.errors import InputError
-from codec.model import Codec
+from codec.network.model import Codec
 from codec.resolve import load_codec
 from eval.alignment import align_manifest
 

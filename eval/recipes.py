@@ -32,7 +32,7 @@ import yaml
 
 from codec.atomic import write_json
 from codec.errors import InputError
-from codec.model import Codec
+from codec.network.model import Codec
 from codec.sources import list_audio
 from eval.evaluate import evaluate, speakers_of
 from eval.listen import choose_files

@@ -9,7 +9,7 @@ import pytest
 from conftest import DATA_DIR
 
 from codec.errors import InputError
-from codec.presets import codec_tiny_config
+from codec.network.presets import codec_tiny_config
 from codec.resolve import load_codec
 from eval import demo
 

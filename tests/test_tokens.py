@@ -12,12 +12,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec import audio, patterns, tokens
+from codec import audio
 from codec.cli import main
 from codec.errors import InputError, ModelMismatchError
 from codec.export import count_real_differences
-from codec.model import Codec
-from codec.token_store import FAILURES_FILE, MANIFEST_FILE, SHARD_DIR, TokenDataset
+from codec.network.model import Codec
+from codec.tokens import patterns
+from codec.tokens import tokenize as tokens
+from codec.tokens.store import FAILURES_FILE, MANIFEST_FILE, SHARD_DIR, TokenDataset
 
 DATA_DIR = Path(__file__).parent / "data"
 BAD_FILE = "broken.wav"

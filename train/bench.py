@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from codec.config import load_yaml
+from codec.network.config import load_yaml
 from train.config import TrainConfig
 from train.loop import train
 
@@ -71,7 +71,7 @@ def critic_costs(batch_size: int, segment_s: float, repeats: int = 3) -> list[tu
     """``(name, parameters in millions, CPU seconds per forward + backward)`` of each critic and generator."""
     import torch
 
-    from codec.model import Codec
+    from codec.network.model import Codec
     from train.discriminators import Discriminators
 
     recipes = CONFIGS / "recipes"

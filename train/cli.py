@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from codec.config import load_yaml, parse_overrides
+from codec.network.config import load_yaml, parse_overrides
 from train.config import TrainConfig
 
 

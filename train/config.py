@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codec.config import CodecConfig
 from codec.errors import ConfigError
+from codec.network.config import CodecConfig
 
 
 @dataclass(frozen=True)

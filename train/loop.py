@@ -25,10 +25,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from codec.config import to_dict
 from codec.errors import CodecError, ConfigError
 from codec.measures import perplexity, si_sdr_db
-from codec.model import Codec, CodecOutput
+from codec.network.config import to_dict
+from codec.network.model import Codec, CodecOutput
 from codec.resolve import load_codec
 from train.balancer import Balancer
 from train.config import OptimConfig, TrainConfig

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from codec.entropy import EntropyTables, fit_counts
-from codec.model import PRETRAINED_DIR
+from codec.fileformat.entropy import EntropyTables, fit_counts
+from codec.network.model import PRETRAINED_DIR
 from codec.resolve import DEFAULT_MODEL, load_codec
 from codec.sources import list_audio
 from train.data import load_excerpt, probe

@@ -37,12 +37,12 @@ from codec.errors import CodecError
 #: Each sub-command, in help order: the module that registers it and its one-line help
 #: (tests check both against what the modules register).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "compress": ("codec.compress", "compress an audio file"),
-    "decompress": ("codec.compress", "decompress to an audio file"),
-    "info": ("codec.compress", "describe a compressed file and measure its bitrate"),
-    "truncate": ("codec.compress", "lower a compressed file's bitrate without re-encoding"),
-    "tokenize": ("codec.tokens", "encode a folder or manifest of audio files to token shards for language models"),
-    "detokenize": ("codec.tokens", "decode a token directory back to WAV files"),
+    "compress": ("codec.fileformat.compress", "compress an audio file"),
+    "decompress": ("codec.fileformat.compress", "decompress to an audio file"),
+    "info": ("codec.fileformat.compress", "describe a compressed file and measure its bitrate"),
+    "truncate": ("codec.fileformat.compress", "lower a compressed file's bitrate without re-encoding"),
+    "tokenize": ("codec.tokens.tokenize", "encode a folder or manifest of audio files to token shards for language models"),
+    "detokenize": ("codec.tokens.tokenize", "decode a token directory back to WAV files"),
     "train": ("train.cli", "train a codec from a YAML config"),
     "eval": ("eval.cli", "score a model against Opus/codec2/GSM/Speex with ViSQOL, PESQ, STOI, SI-SDR, mel, DNSMOS"),
     "phonetic": ("eval.phonetic", "phone purity, PNMI and a speaker probe of each codebook"),
@@ -68,7 +68,7 @@ CHECKOUT_PACKAGES = ("train", "eval")
 
 def checkout_root() -> Path | None:
     """The checkout that holds this ``codec/`` with :data:`CHECKOUT_PACKAGES` beside it, or None (installed)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     return root if all((root / name / "__init__.py").is_file() for name in CHECKOUT_PACKAGES) else None
 
 

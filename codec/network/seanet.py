@@ -28,8 +28,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from codec.config import CodecConfig
-from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM, eager_inference
+from codec.network.config import CodecConfig
+from codec.network.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM, eager_inference
 
 
 def _time_major(layers: nn.Sequential, x: Tensor) -> Tensor:

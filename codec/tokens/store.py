@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from codec.atomic import atomic_write, read_jsonl, write_json, write_jsonl
 from codec.errors import FormatError, InputError
-from codec.patterns import Vocabulary
+from codec.tokens.patterns import Vocabulary
 
 INFO_FILE = "tokens.json"
 MANIFEST_FILE = "manifest.jsonl"

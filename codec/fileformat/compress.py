@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from codec import bitstream
 from codec.atomic import atomic_path, check_output, output_target
-from codec.bitstream import Header
 from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError, OutputError
+from codec.fileformat import bitstream
+from codec.fileformat.bitstream import Header
 from codec.resolve import DEFAULT_MODEL, LoadedModel, load_model  # re-exported: compress.load_model
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from torch import Tensor
     from tqdm import tqdm
 
-    from codec.entropy import EntropyTables
-    from codec.model import Codec
+    from codec.fileformat.entropy import EntropyTables
+    from codec.network.model import Codec
 
 # torch, numpy, soundfile, the model and the entropy coder are imported where they are used, so
 # `codec info` and `codec truncate` (plain bytes) start in a fraction of a second.
@@ -62,7 +62,7 @@ _UNKNOWN_FRAMES = 1 << 62
 
 # ----- models -------------------------------------------------------------------------------------
 def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
-    from codec.model import Codec
+    from codec.network.model import Codec
 
     if isinstance(model, LoadedModel):
         return model
@@ -73,7 +73,7 @@ def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
 
 def _model_for_file(header: Header, model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
     """The model to decode ``header``'s file: the one given, else the bundled one it names; checked."""
-    from codec.model import pretrained_names
+    from codec.network.model import pretrained_names
 
     if model is None:
         if header.model_name not in pretrained_names():
@@ -282,7 +282,7 @@ def _model_rate_blocks(sound: sf.SoundFile, model_rate: int, counter: list[int],
     import soundfile as sf
     import torch
 
-    from codec.chunked_resample import ChunkedResampler
+    from codec.fileformat.chunked_resample import ChunkedResampler
 
     resampler = ChunkedResampler(sound.samplerate, model_rate, sound.channels)
     while True:
@@ -324,7 +324,7 @@ def compress(
         BandwidthError: On an unsupported bitrate.
         ModelNotFoundError: If the model cannot be found.
     """
-    from codec.entropy import encode_codes
+    from codec.fileformat.entropy import encode_codes
 
     loaded = _resolve(model)
     codec = loaded.codec
@@ -376,7 +376,7 @@ def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | 
     """
     import torch
 
-    from codec.chunked_resample import ChunkedResampler
+    from codec.fileformat.chunked_resample import ChunkedResampler
 
     codec, channels = loaded.codec, header.channels
     tables = loaded.tables if header.entropy_coded else None
@@ -423,7 +423,7 @@ def read_codes(src: str | Path, model: LoadedModel | Codec | str | Path | None =
 
 def _chunk_codes(chunk: bitstream.Chunk, header: Header, tables: EntropyTables | None) -> np.ndarray:
     """Codes ``[C, n_q, f]`` of one chunk; errors name the chunk."""
-    from codec.entropy import decode_codes
+    from codec.fileformat.entropy import decode_codes
 
     try:
         return decode_codes(chunk.blocks, header.channels, chunk.num_frames, tables, header.codebook_size)

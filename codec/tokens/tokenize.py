@@ -41,10 +41,10 @@ from tqdm import tqdm
 from codec import audio
 from codec.atomic import write_jsonl
 from codec.errors import InputError, ModelMismatchError
-from codec.model import Codec
+from codec.network.model import Codec
 from codec.resolve import DEFAULT_MODEL, MODEL_HELP, load_codec
 from codec.sources import AUDIO_SUFFIXES, find_audio, read_manifest
-from codec.token_store import (
+from codec.tokens.store import (
     FAILURES_FILE,
     INFO_FILE,
     MANIFEST_FILE,
