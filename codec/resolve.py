@@ -3,10 +3,10 @@
 Every command and script that takes a model resolves it here:
 
 - ``None``: the bundled default model, :data:`DEFAULT_MODEL`;
-- a directory written by :meth:`codec.model.Codec.save_pretrained`;
-- the name of a model bundled with the package (:func:`codec.model.pretrained_names`);
+- a directory written by :meth:`codec.network.model.Codec.save_pretrained`;
+- the name of a model bundled with the package (:func:`codec.network.model.pretrained_names`);
 - ``preset:NAME`` (``preset:16khz``, ``preset:24khz``, ``preset:tiny``): an
-  untrained model of a preset architecture (:data:`codec.presets.PRESETS`),
+  untrained model of a preset architecture (:data:`codec.network.presets.PRESETS`),
   initialised from a fixed seed, with uniform entropy tables, so that the
   tools run before any model is trained.
 

@@ -221,7 +221,7 @@ class CodecTrip:
         requested_kbps: Nominal bitrate asked for.
         kbps: Code bits sent, ``n * F * log2(K)`` over the duration, with
             ``F = ceil(T / hop)`` frames (so slightly above nominal).
-        entropy_kbps: Bytes of the ANS-coded codes (:mod:`codec.entropy`, the
+        entropy_kbps: Bytes of the ANS-coded codes (:mod:`codec.fileformat.entropy`, the
             model's tables) over the duration; ``None`` without tables.
         decoded: Decoded signal ``[T]`` at the evaluation rate.
     """

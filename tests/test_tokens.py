@@ -71,7 +71,7 @@ def test_batched_tokens_equal_single_file_encoding(speech_dir: Path, model_dir: 
         alone = model.encode(wav[None], bandwidth_kbps=kbps).codes  # [1, n_q, F]
         batched = dataset[i][None]
         assert batched.dtype == torch.long and batched.shape == alone.shape
-        # Equal but for near ties that batch-size-dependent float rounding flips (see codec.tokens).
+        # Equal but for near ties that batch-size-dependent float rounding flips (see codec.tokens.tokenize).
         assert count_real_differences(model, wav[None], alone, batched) == 0, item["path"]
         equal += int((batched == alone).sum())
         total += alone.numel()

@@ -3,7 +3,7 @@
 A config file has one section per dataclass below (``model``, ``data``,
 ``optim``, ``loss``, ``disc``, ``semantic``) plus the top-level fields of
 :class:`TrainConfig`; see ``configs/*.yaml``. Unknown keys and wrong types
-are errors that name the key (:func:`codec.config.load_yaml`).
+are errors that name the key (:func:`codec.network.config.load_yaml`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Frame-rate decoder with an inverse-STFT head (the ``"istft"`` decoder of :class:`~codec.config.CodecConfig`).
+"""Frame-rate decoder with an inverse-STFT head (the ``"istft"`` decoder of :class:`~codec.network.config.CodecConfig`).
 
 The SEANet decoder upsamples the 50 Hz latent to audio through four transposed
 convolutions; this one stays at the frame rate and predicts each frame's

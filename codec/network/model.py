@@ -121,7 +121,7 @@ class Codec(nn.Module):
     # ----- streaming --------------------------------------------------------------------------
     @contextlib.contextmanager
     def streaming(self, batch_size: int = 1) -> Iterator[None]:
-        """Keeps the state of every causal layer between calls (see :mod:`codec.streaming`).
+        """Keeps the state of every causal layer between calls (see :mod:`codec.network.streaming`).
 
         Inside the context, :meth:`encode` takes chunks of a multiple of
         :attr:`hop_length` samples and :meth:`decode` returns every sample of

@@ -181,7 +181,7 @@ class TokenDataset(Dataset):
 
     @property
     def vocabulary(self) -> Vocabulary:
-        """The token vocabulary of the codes this dataset yields (see :mod:`codec.patterns`)."""
+        """The token vocabulary of the codes this dataset yields (see :mod:`codec.tokens.patterns`)."""
         return Vocabulary(n_q=self.n_q, codebook_size=int(self.info["codebook_size"]))
 
     def __len__(self) -> int:
