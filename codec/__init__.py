@@ -21,22 +21,22 @@ from codec.errors import (
 )
 
 if TYPE_CHECKING:
-    from codec.config import CodecConfig
-    from codec.model import Codec, CodecOutput, EncodedAudio, pretrained_names
-    from codec.presets import codec_16khz, codec_24khz, codec_tiny
+    from codec.network.config import CodecConfig
+    from codec.network.model import Codec, CodecOutput, EncodedAudio, pretrained_names
+    from codec.network.presets import codec_16khz, codec_24khz, codec_tiny
 
 __version__ = "0.1.0"
 
 #: Names exported from modules that import torch or yaml, loaded when first read.
 _LAZY = {
-    "CodecConfig": "codec.config",
-    "Codec": "codec.model",
-    "CodecOutput": "codec.model",
-    "EncodedAudio": "codec.model",
-    "pretrained_names": "codec.model",
-    "codec_16khz": "codec.presets",
-    "codec_24khz": "codec.presets",
-    "codec_tiny": "codec.presets",
+    "CodecConfig": "codec.network.config",
+    "Codec": "codec.network.model",
+    "CodecOutput": "codec.network.model",
+    "EncodedAudio": "codec.network.model",
+    "pretrained_names": "codec.network.model",
+    "codec_16khz": "codec.network.presets",
+    "codec_24khz": "codec.network.presets",
+    "codec_tiny": "codec.network.presets",
 }
 
 __all__ = [

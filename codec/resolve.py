@@ -3,10 +3,10 @@
 Every command and script that takes a model resolves it here:
 
 - ``None``: the bundled default model, :data:`DEFAULT_MODEL`;
-- a directory written by :meth:`codec.model.Codec.save_pretrained`;
-- the name of a model bundled with the package (:func:`codec.model.pretrained_names`);
+- a directory written by :meth:`codec.network.model.Codec.save_pretrained`;
+- the name of a model bundled with the package (:func:`codec.network.model.pretrained_names`);
 - ``preset:NAME`` (``preset:16khz``, ``preset:24khz``, ``preset:tiny``): an
-  untrained model of a preset architecture (:data:`codec.presets.PRESETS`),
+  untrained model of a preset architecture (:data:`codec.network.presets.PRESETS`),
   initialised from a fixed seed, with uniform entropy tables, so that the
   tools run before any model is trained.
 
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from codec.errors import InputError, ModelNotFoundError
 
 if TYPE_CHECKING:
-    from codec.entropy import EntropyTables
-    from codec.model import Codec
+    from codec.fileformat.entropy import EntropyTables
+    from codec.network.model import Codec
 
 #: The bundled model used when no ``--model`` is given.
 DEFAULT_MODEL = "speech-16khz"
@@ -58,7 +58,7 @@ class LoadedModel:
     @classmethod
     def from_codec(cls, codec: Codec, tables: EntropyTables | None = None) -> LoadedModel:
         """Wraps an in-memory model (uniform tables unless given)."""
-        from codec.entropy import EntropyTables
+        from codec.fileformat.entropy import EntropyTables
 
         config = codec.config
         if tables is None:
@@ -76,8 +76,8 @@ def load_model(spec: str | Path | None = None) -> LoadedModel:
         ModelNotFoundError: If nothing matches; for the default model, says to pass ``--model``.
         InputError: On an unknown preset name.
     """
-    from codec.entropy import EntropyTables
-    from codec.model import CONFIG_FILE, PRETRAINED_DIR, Codec, pretrained_names
+    from codec.fileformat.entropy import EntropyTables
+    from codec.network.model import CONFIG_FILE, PRETRAINED_DIR, Codec, pretrained_names
 
     if spec is None:
         if DEFAULT_MODEL not in pretrained_names():
@@ -114,8 +114,8 @@ def untrained_preset(spec: str) -> Codec:
     """
     import torch
 
-    from codec.model import Codec
-    from codec.presets import PRESETS
+    from codec.network.model import Codec
+    from codec.network.presets import PRESETS
 
     name = spec.removeprefix(PRESET_PREFIX)
     if name not in PRESETS:

@@ -9,8 +9,15 @@
 - :mod:`eval.evaluate`: the evaluation loop behind ``codec eval``.
 - :mod:`eval.report`: JSON, markdown table and rate-distortion plot.
 - :mod:`eval.listen`: the listening page, index.html with audio players and spectrograms.
+- :mod:`eval.phonetic` and :mod:`eval.alignment`: phone purity, PNMI and a
+  speaker probe of each codebook (``codec phonetic``).
 - :mod:`eval.bench`: encode/decode speed, streaming latency and memory
-  (``python -m eval.bench``).
+  (``codec bench``); :mod:`eval.bench_bitstream`: the file format's measured
+  bitrate, speed and memory (``codec bench-bitstream``).
 - :mod:`eval.demo`: ``make demo``, the bundled model and Opus on real speech
-  (``python -m eval.demo``).
+  (``codec demo``).
+- :mod:`eval.recipes`: quality against training CPU time (``codec recipes``).
+
+The command-line arguments of each are defined in :mod:`codec.cli.evaluation`;
+``python -m eval.X`` runs the same command.
 """

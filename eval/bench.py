@@ -1,7 +1,7 @@
 """Speed, streaming latency, start-up and memory of the codec, beside libopus and the EnCodec-sized preset.
 
-    python -m eval.bench [--model preset:16khz] [--seconds 60] [--threads 1,2] [--data tests/data]
-                         [--cli-seconds 600] [--memory 10,600,3600]
+    codec bench [--model preset:16khz] [--seconds 60] [--threads 1,2] [--data tests/data]
+                [--cli-seconds 600] [--memory 10,600,3600]      (or python -m eval.bench)
 
 Flags:
     --model     the model to measure (a saved directory, a bundled name or
@@ -38,7 +38,7 @@ What is printed:
    torch``, ``codec --help``, ``codec info`` and ``codec truncate`` on a
    compressed file, and of ``ffmpeg -version``.
 5. **Memory**: a fresh process imports torch, loads the model, compresses a
-   speech WAV of each duration with ``codec.compress.compress`` (the code
+   speech WAV of each duration with ``codec.fileformat.compress.compress`` (the code
    of ``codec compress``) and decompresses it, on one thread; its RSS after
    the import, after loading and its peak after each step, beside the peak of
    ``import torch`` alone and of ffmpeg's libopus encode of the same file.
@@ -53,7 +53,6 @@ Other processes on the machine slow every number; the load average is printed fi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -70,12 +69,12 @@ import torch
 
 from codec import audio
 from codec.errors import CodecError, InputError
-from codec.model import Codec
+from codec.network.model import Codec
 from codec.resolve import load_codec as load_model
 from codec.sources import list_audio
 from eval.baselines import BaselineSetting, check_available, parse_baselines
 
-REFERENCE_SPEC = "preset:24khz"  # EnCodec-24k-sized architecture (codec.presets.codec_24khz)
+REFERENCE_SPEC = "preset:24khz"  # EnCodec-24k-sized architecture (codec.network.presets.codec_24khz)
 OPUS = "opus:6"  # libopus, 16 kHz VoIP, 6 kbps (eval.baselines)
 SEGMENT_S = 10.0  # length of each timed segment
 OPUS_RUNS = 5
@@ -102,7 +101,7 @@ _MEMORY_CODE = """import json, time
 import torch
 torch.set_num_threads(1)
 report = {'import_mb': _vm_hwm_kb() / 1024}
-from codec.compress import compress, decompress, load_model
+from codec.fileformat.compress import compress, decompress, load_model
 loaded = load_model(sys.argv[1])
 report['loaded_mb'] = _vm_hwm_kb() / 1024
 start = time.perf_counter()
@@ -320,14 +319,6 @@ def _offline_round_trip_x(speed: Speed) -> float:
 
 
 # ----- report -----------------------------------------------------------------------------------
-def _int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
-def _float_list(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
 def speed_table(speeds: dict[tuple[str, int], Speed], reference: str) -> str:
     """Markdown table of speeds with ratios to libopus and to the ``reference`` model."""
     lines = [("| codec | threads | encode x | decode x | encode / libopus | decode / libopus | "
@@ -354,55 +345,34 @@ def run_speed(models: dict[str, Codec], clips_data: str, seconds: float, threads
     return speeds
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the benchmarks and prints their tables."""
-    parser = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="preset:16khz",
-                        help="saved directory, bundled name or preset:NAME (default: %(default)s); "
-                        f"{REFERENCE_SPEC} and libopus are measured beside it")
-    parser.add_argument("--seconds", type=float, default=60.0,
-                        help="seconds of speech to time, cut into 10 s segments (default: %(default)s)")
-    parser.add_argument("--threads", default="1,2", help="torch thread counts to try (default: %(default)s)")
-    parser.add_argument("--data", default=str(DEFAULT_DATA),
-                        help="folder or JSONL manifest of speech clips (default: tests/data)")
-    parser.add_argument("--cli-seconds", type=float, default=600.0,
-                        help="length of the file timed through the command line, 0 to skip (default: %(default)s)")
-    parser.add_argument("--memory", default="10,600,3600",
-                        help="input seconds for the peak-memory runs, '' to skip (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        return _run_all(args, _int_list(args.threads))
-    except CodecError as e:
-        print(f"eval.bench: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _run_all(args: argparse.Namespace, threads: list[int]) -> int:
-    if args.seconds < SEGMENT_S or not threads:
+def run_all(
+    model_spec: str, data: str, seconds: float, threads: list[int], cli_seconds: float, memory_seconds: list[float]
+) -> int:
+    """Runs every section and prints its table (the flags of ``codec bench`` are in the module docstring)."""
+    if seconds < SEGMENT_S or not threads:
         raise InputError(f"--seconds must be at least {SEGMENT_S:g} and --threads non-empty")
-    models = {args.model: load_model(args.model)}
+    models = {model_spec: load_model(model_spec)}
     models.setdefault(REFERENCE_SPEC, load_model(REFERENCE_SPEC))
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {args.seconds:g} s of speech "
-          f"from {args.data}")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {seconds:g} s of speech "
+          f"from {data}")
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"{name}: {model.config.name}, {params:.2f} M parameters, {model.sample_rate} Hz, hop {model.hop_length}")
     print("\n## 1. Offline speed (seconds of audio per second of compute; median over 10 s segments)\n")
-    speeds = run_speed(models, args.data, args.seconds, threads)
+    speeds = run_speed(models, data, seconds, threads)
     print(speed_table(speeds, REFERENCE_SPEC))
-    streams = _streaming_section(models, args.data, speeds.get(("libopus", 1)))
-    clips16 = speech_clips(args.data, 16000)
+    streams = _streaming_section(models, data, speeds.get(("libopus", 1)))
+    clips16 = speech_clips(data, 16000)
     with tempfile.TemporaryDirectory(prefix="codec-bench-") as tmp:
         work = Path(tmp)
         model_args = {name: cli_model_arg(name, model, work) for name, model in models.items()}
-        if args.cli_seconds > 0:
-            _cli_section(models, model_args, speeds, clips16, args.cli_seconds, work)
-        _startup_section(model_args[args.model], clips16, work)
-        durations = _float_list(args.memory)
-        if durations:
-            _memory_section(args.model, model_args, clips16, durations, work)
-    print(f"\n(streaming p95 of {args.model}: {streams[args.model]['p95_ms']:.2f} ms per "
-          f"{streams[args.model]['latency_ms']:.0f} ms frame)")
+        if cli_seconds > 0:
+            _cli_section(models, model_args, speeds, clips16, cli_seconds, work)
+        _startup_section(model_args[model_spec], clips16, work)
+        if memory_seconds:
+            _memory_section(model_spec, model_args, clips16, memory_seconds, work)
+    print(f"\n(streaming p95 of {model_spec}: {streams[model_spec]['p95_ms']:.2f} ms per "
+          f"{streams[model_spec]['latency_ms']:.0f} ms frame)")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
@@ -493,5 +463,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m eval.bench: the same as `codec bench`
+    from codec.cli import run_module
+
+    run_module("bench")

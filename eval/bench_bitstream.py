@@ -1,6 +1,6 @@
 """Measured bitrate, coding speed and memory of the compressed file format.
 
-    .venv/bin/python eval/bench_bitstream.py [--model DIR] [--data tests/data] [--memory-minutes 10]
+    codec bench-bitstream [--model DIR] [--data tests/data] [--memory-minutes 10]
 
 For each speech clip of tests/data and each bitrate of the model, prints the
 nominal bitrate and the bitrate measured from the file size (header
@@ -18,7 +18,6 @@ little yet; the real numbers come with the trained model.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,10 @@ import soundfile as sf
 import torch
 
 from codec import audio
-from codec.compress import compress, decompress, read_codes, read_info
-from codec.entropy import EntropyTables, fit_counts
-from codec.presets import codec_16khz
+from codec.errors import InputError
+from codec.fileformat.compress import compress, decompress, read_codes, read_info
+from codec.fileformat.entropy import EntropyTables, fit_counts
+from codec.network.presets import codec_16khz
 from codec.resolve import LoadedModel, load_model
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -39,7 +39,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
 # The child reports its own peak (VmHWM): Linux's ru_maxrss would carry over the parent's through fork and exec.
 _PEAK_RSS = """
 import sys
-from codec.compress import compress, decompress
+from codec.fileformat.compress import compress, decompress
 def peak_mb():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
@@ -120,20 +120,22 @@ def memory(model_dir: Path, clip: Path, minutes: float, work: Path) -> None:
               f"{float(out[1]):.0f} MB after decompress ({time.perf_counter() - start:.0f} s wall)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model directory (default: an untrained codec_16khz)")
-    parser.add_argument("--data", type=Path, default=DATA_DIR, help="directory of WAV clips (default: tests/data)")
-    parser.add_argument("--memory-minutes", type=float, default=10.0, help="long file length (0: skip)")
-    args = parser.parse_args()
+def run(model: str | None, data: Path, memory_minutes: float) -> int:
+    """Prints the bitrates, speeds and memory of the file format for ``model`` on the WAV clips of ``data``.
+
+    Args:
+        model: A model directory, or None for an untrained, seeded ``codec_16khz``.
+        data: A folder of WAV clips.
+        memory_minutes: Length of the long file of the memory test (0 skips it).
+    """
     torch.set_num_threads(1)
-    clips = sorted(args.data.glob("*.wav"))
+    clips = sorted(data.glob("*.wav"))
     if not clips:
-        sys.exit(f"no WAV files in {args.data}")
+        raise InputError(f"no WAV files in {data}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model_dir = Path(args.model) if args.model else work / "model"
-        if not args.model:
+        model_dir = Path(model) if model else work / "model"
+        if not model:
             torch.manual_seed(0)
             codec_16khz().save_pretrained(model_dir)
         loaded = load_model(model_dir)
@@ -141,9 +143,12 @@ def main() -> None:
               f"{loaded.codec.config.n_q} x {loaded.codec.config.codebook_size} codes, tables {loaded.tables.digest}")
         bitrates(loaded, clips, work)
         speed(loaded, clips, work)
-        if args.memory_minutes > 0:
-            memory(model_dir, clips[0], args.memory_minutes, work)
+        if memory_minutes > 0:
+            memory(model_dir, clips[0], memory_minutes, work)
+    return 0
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m eval.bench_bitstream: the same as `codec bench-bitstream`
+    from codec.cli import run_module
+
+    run_module("bench-bitstream")

@@ -16,7 +16,6 @@ sample, so measure on a whole split (the development split is 1.2 hours).
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from collections.abc import Iterable
@@ -29,7 +28,7 @@ from torch import Tensor
 from codec import audio, measures
 from codec.atomic import write_json
 from codec.errors import InputError
-from codec.resolve import DEFAULT_MODEL, MODEL_HELP, load_codec
+from codec.resolve import load_codec
 from codec.sources import list_audio
 
 
@@ -138,44 +137,38 @@ def format_table(stats: list[CodebookStats], seconds: float, frame_rate_hz: floa
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``codec codebooks``."""
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"{MODEL_HELP} (default: %(default)s)")
-    parser.add_argument("--data", required=True, help="a folder of audio files or a JSONL manifest")
-    parser.add_argument("--limit", type=int, help="only the first N files")
-    parser.add_argument("--json", type=Path, help="also write the statistics to this JSON file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+def report(model_spec: str, data: str, limit: int | None = None, json_path: Path | None = None,
+           quiet: bool = False) -> int:
+    """Encodes every file of ``data`` with all codebooks and prints the usage of each (``codec codebooks``).
 
+    Args:
+        model_spec: What ``--model`` names (:func:`codec.resolve.load_codec`).
+        data: A folder of audio files or a JSONL manifest.
+        limit: Only the first ``limit`` files; None for all.
+        json_path: Also write the statistics to this JSON file.
+        quiet: No progress bar.
 
-def run(args: argparse.Namespace) -> int:
-    """Encodes every file with all codebooks and prints the usage of each."""
+    Returns:
+        The exit status, 0.
+    """
     from tqdm import tqdm
 
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be at least 1, got {args.limit}")
-    model = load_codec(args.model)
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    model = load_codec(model_spec)
     counter, seconds, start = CodeCounter(model.config.codebook_size), 0.0, time.perf_counter()
-    for path in tqdm(list_audio(args.data, args.limit), desc="encoding", unit="file", disable=args.quiet):
+    for path in tqdm(list_audio(data, limit), desc="encoding", unit="file", disable=quiet):
         wav, _ = audio.load(path, target_rate=model.sample_rate, mono=True)  # [1, T]
         counter.update(model.encode(wav[None]).codes)
         seconds += wav.shape[-1] / model.sample_rate
     stats = counter.stats()
     print(format_table(stats, seconds, model.config.frame_rate_hz))
     print(f"model {model.model_id}; {time.perf_counter() - start:.0f} s")
-    if args.json:
-        data = {"model": args.model, "model_id": model.model_id, "audio_seconds": seconds,
-                "levels": [s.to_dict() for s in stats]}
-        write_json(args.json, data)
+    if json_path:
+        summary = {"model": model_spec, "model_id": model.model_id, "audio_seconds": seconds,
+                   "levels": [s.to_dict() for s in stats]}
+        write_json(json_path, summary)
     return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``codec codebooks``."""
-    parser = subparsers.add_parser("codebooks", help="usage, entropy and dead codes of each codebook on a dataset",
-                                   description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 if __name__ == "__main__":  # python -m eval.codebooks: the same as `codec codebooks`

@@ -1,6 +1,6 @@
 """``make demo``: compress and decompress real speech with the bundled model, next to Opus.
 
-    python -m eval.demo [--model speech-16khz] [--kbps 2,4] [--opus 6,8] [--out demo-results] [FILE ...]
+    codec demo [--model speech-16khz] [--kbps 2,4] [--opus 6,8] [--out demo-results] [FILE ...]   (or python -m eval.demo)
 
 For each file it writes a compressed file at each bitrate, decodes it back,
 and prints the bitrate measured from the file's bytes (header included) and
@@ -16,8 +16,6 @@ the decoder on the unquantized latent and Opus, and prints its path.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +23,9 @@ from pathlib import Path
 import torch
 
 from codec import audio
-from codec.compress import compress, decompress
-from codec.errors import CodecError, InputError
-from codec.resolve import DEFAULT_MODEL, MODEL_HELP, LoadedModel, load_model
+from codec.errors import InputError
+from codec.fileformat.compress import compress, decompress
+from codec.resolve import LoadedModel, load_model
 from eval.baselines import parse_baselines, round_trip
 from eval.evaluate import evaluate
 from eval.listen import write_page
@@ -71,36 +69,29 @@ def _scores(ref: torch.Tensor, deg: torch.Tensor, rate: int) -> tuple[float, flo
     return visqol_speech(r, d, rate), pesq_wb(r, d, rate)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="*", type=Path,
-                        help=f"speech files (default: the development clips in {CLIPS_DIR})")
-    parser.add_argument("--model", default=None, help=f"{MODEL_HELP} (default: {DEFAULT_MODEL})")
-    parser.add_argument("--kbps", default="2,4", help="our bitrates")
-    parser.add_argument("--opus", default="6,8", help="Opus bitrates for comparison")
-    parser.add_argument("--out", type=Path, default=Path("demo-results"),
-                        help="folder of the listening page index.html (default: %(default)s)")
-    args = parser.parse_args(argv)
+def demo(files: list[Path], model: str | None, kbps_list: list[float], opus_list: list[int], out: Path) -> int:
+    """Prints the demo's table for ``files`` (the checkout's development clips when empty) and writes its page.
+
+    Args:
+        files: Speech files; none for :func:`default_clips`.
+        model: What ``--model`` names (:func:`codec.resolve.load_model`); None for the default model.
+        kbps_list: Our model's nominal bitrates.
+        opus_list: Opus bitrates for comparison.
+        out: Folder of the listening page ``index.html``.
+
+    Returns:
+        The exit status, 0.
+    """
     torch.set_num_threads(1)
-    kbps_list = [float(k) for k in args.kbps.split(",")]
-    opus_list = [int(k) for k in args.opus.split(",")]
-    try:
-        files = check_files(args.files) if args.files else default_clips()
-        loaded = load_model(args.model)
-        rows = run(loaded, files, kbps_list, opus_list)
-    except CodecError as e:
-        print(f"demo: error: {e}", file=sys.stderr)
-        return 2
+    files = check_files(files) if files else default_clips()
+    loaded = load_model(model)
+    rows = run(loaded, files, kbps_list, opus_list)
     print(f"\nmodel {loaded.name} ({loaded.model_id}), {len(files)} file(s) of real speech")
     print(f"{'codec':18s} {'kbps (measured)':>16s} {'ViSQOL speech (lattice)':>24s} {'PESQ-WB':>8s} {'x real time':>12s}")
     for name, kbps, visqol, pesq, speed in rows:
         speed_text = f"{speed:12.1f}" if speed else f"{'':12s}"
         print(f"{name:18s} {kbps:16.2f} {visqol:24.2f} {pesq:8.2f} {speed_text}")
-    try:
-        page = write_listening_page(loaded, files, kbps_list, opus_list, args.out)
-    except CodecError as e:
-        print(f"demo: error writing the listening page: {e}", file=sys.stderr)
-        return 2
+    page = write_listening_page(loaded, files, kbps_list, opus_list, out)
     print(f"\nlistening page: {page.resolve()} (open it in a browser)")
     return 0
 
@@ -148,5 +139,7 @@ def run(loaded: LoadedModel, files: list[Path], kbps_list: list[float], opus_lis
     return rows
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m eval.demo: the same as `codec demo`
+    from codec.cli import run_module
+
+    run_module("demo")

@@ -31,9 +31,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from codec import audio
-from codec.entropy import EntropyTables, encode_codes
 from codec.errors import InputError
-from codec.model import Codec, EncodedAudio
+from codec.fileformat.entropy import EntropyTables, encode_codes
+from codec.network.model import Codec, EncodedAudio
 from codec.sources import read_manifest
 from eval.baselines import BaselineSetting, check_available, round_trip
 from eval.codebooks import CodebookStats, CodeCounter, entropy_bound_kbps
@@ -221,7 +221,7 @@ class CodecTrip:
         requested_kbps: Nominal bitrate asked for.
         kbps: Code bits sent, ``n * F * log2(K)`` over the duration, with
             ``F = ceil(T / hop)`` frames (so slightly above nominal).
-        entropy_kbps: Bytes of the ANS-coded codes (:mod:`codec.entropy`, the
+        entropy_kbps: Bytes of the ANS-coded codes (:mod:`codec.fileformat.entropy`, the
             model's tables) over the duration; ``None`` without tables.
         decoded: Decoded signal ``[T]`` at the evaluation rate.
     """

@@ -25,7 +25,6 @@ voice and acoustics. Two measurements tell:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import time
 from collections import defaultdict
@@ -41,7 +40,7 @@ from codec import sources
 from codec.atomic import write_json
 from codec.audio import load
 from codec.errors import InputError
-from codec.model import Codec
+from codec.network.model import Codec
 from codec.resolve import load_codec
 from eval.alignment import align_manifest
 
@@ -232,52 +231,50 @@ def format_report(reports: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``codec phonetic``."""
-    parser.add_argument("--model", action="append", required=True,
-                        help="a saved model directory, a bundled name or preset:16khz (untrained); repeat to compare")
-    parser.add_argument("--aligned", type=Path, default=Path("~/data/rvq/aligned.jsonl").expanduser(),
-                        help="JSONL manifest of English speech with \"text\" transcripts (default: %(default)s)")
-    parser.add_argument("--alignments", type=Path,
-                        help="phone alignment cache (default: beside --aligned, ending in .phones.jsonl)")
-    parser.add_argument("--dev", type=Path, default=Path("~/data/rvq/dev.jsonl").expanduser(),
-                        help="JSONL manifest with a \"speaker\" key, for the speaker probe (default: %(default)s)")
-    parser.add_argument("--limit", type=int, help="use only the first N files of --aligned")
-    parser.add_argument("--per-speaker", type=int, default=32,
-                        help="utterances per speaker in the speaker probe (default: %(default)s)")
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+def compare(
+    models: list[str],
+    aligned: Path,
+    dev: Path,
+    alignments: Path | None = None,
+    limit: int | None = None,
+    per_speaker: int = 32,
+    json_path: Path | None = None,
+    quiet: bool = False,
+) -> int:
+    """Aligns (once), encodes, scores and prints the tables of ``models`` (``codec phonetic``).
 
+    Args:
+        models: What ``--model`` names, one or more (:func:`codec.resolve.load_codec`).
+        aligned: JSONL manifest of English speech with ``text`` transcripts.
+        dev: JSONL manifest with a ``speaker`` key, for the speaker probe.
+        alignments: The phone alignment cache (default: beside ``aligned``, ending in ``.phones.jsonl``).
+        limit: Use only the first ``limit`` files of ``aligned``; None for all.
+        per_speaker: Utterances per speaker in the speaker probe.
+        json_path: Also write the results to this JSON file.
+        quiet: No progress bars.
 
-def run(args: argparse.Namespace) -> int:
-    """Aligns (once), encodes, scores and prints the tables."""
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be at least 1, got {args.limit}")
+    Returns:
+        The exit status, 0.
+    """
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
     start = time.perf_counter()
-    cache = args.alignments or args.aligned.with_suffix(".phones.jsonl")
-    alignments = list(align_manifest(read_manifest(args.aligned, args.limit), cache, args.quiet).values())
-    dev = read_manifest(args.dev)
+    cache = alignments or aligned.with_suffix(".phones.jsonl")
+    found = list(align_manifest(read_manifest(aligned, limit), cache, quiet).values())
+    dev_entries = read_manifest(dev)
     reports = {}
-    for spec in args.model:
+    for spec in models:
         model = load_codec(spec)
-        reports[spec] = {"phones": phone_table(model, alignments, args.quiet),
-                         "speaker": speaker_probe(model, dev, args.per_speaker, args.quiet)}
+        reports[spec] = {"phones": phone_table(model, found, quiet),
+                         "speaker": speaker_probe(model, dev_entries, per_speaker, quiet)}
     print(format_report(reports))
-    aligned = sum(not a.error for a in alignments)
-    print(f"\n{aligned} of {len(alignments)} files aligned (cache: {cache}); {time.perf_counter() - start:.0f} s")
-    if args.json:
+    n_aligned = sum(not a.error for a in found)
+    print(f"\n{n_aligned} of {len(found)} files aligned (cache: {cache}); {time.perf_counter() - start:.0f} s")
+    if json_path:
         data = {m: {"phones": {k: asdict(s) for k, s in r["phones"].items()}, "speaker": r["speaker"]}
                 for m, r in reports.items()}
-        write_json(args.json, data)
+        write_json(json_path, data)
     return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``codec phonetic``."""
-    parser = subparsers.add_parser("phonetic", help="phone purity, PNMI and a speaker probe of each codebook",
-                                   description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 if __name__ == "__main__":  # python -m eval.phonetic: the same as `codec phonetic`

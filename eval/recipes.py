@@ -1,6 +1,6 @@
 """Quality against compute: score the CPU-time snapshots of training runs and compare recipes.
 
-    python -m eval.recipes RUN_DIR [RUN_DIR ...] --data DEV_CLIPS --out DIR [--kbps 1,2] [--limit 13]
+    codec recipes RUN_DIR [RUN_DIR ...] --data DEV_CLIPS --out DIR [--kbps 1,2] [--limit 13]   (or python -m eval.recipes)
 
 Each run trained with ``snapshot_every_cpu_s`` (``train/loop.py``) lists its
 snapshots in ``RUN_DIR/snapshots/index.jsonl``: the CPU seconds of the
@@ -20,7 +20,6 @@ second of the process.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import yaml
 
 from codec.atomic import write_json
 from codec.errors import InputError
-from codec.model import Codec
+from codec.network.model import Codec
 from codec.sources import list_audio
 from eval.evaluate import evaluate, speakers_of
 from eval.listen import choose_files
@@ -170,36 +169,50 @@ def plot(records: list[dict[str, Any]], kbps: float, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Scores every snapshot of the given runs and prints the comparison table."""
-    parser = argparse.ArgumentParser(prog="python -m eval.recipes", description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories trained with snapshot_every_cpu_s")
-    parser.add_argument("--data", required=True, help="folder or JSONL manifest of evaluation clips")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the per-snapshot scores and the plot")
-    parser.add_argument("--kbps", default="1,2", help="bitrates to score (default 1,2)")
-    parser.add_argument("--limit", type=int, default=13, help="clips to score, spread over speakers (default 13)")
-    parser.add_argument("--metrics", default=",".join(METRICS), help=f"metrics (default {','.join(METRICS)})")
-    parser.add_argument("--speed-seconds", type=float, default=30.0, help="audio timed for inference speed")
-    parser.add_argument("--max-cpu-s", type=float, default=None, help="ignore snapshots past this many CPU seconds")
-    args = parser.parse_args(argv)
-    bitrates = [float(k) for k in args.kbps.split(",")]
-    files = choose_files(list_audio(args.data), args.limit, speakers_of(args.data))  # spread over speakers
+def compare(
+    runs: list[Path],
+    data: str,
+    out: Path,
+    bitrates: list[float],
+    limit: int = 13,
+    metrics: list[str] | tuple[str, ...] = METRICS,
+    speed_seconds: float = 30.0,
+    max_cpu_s: float | None = None,
+) -> int:
+    """Scores every snapshot of ``runs`` (cached in ``out``), prints the comparison table and writes the plot.
+
+    Args:
+        runs: Run directories trained with ``snapshot_every_cpu_s``.
+        data: Folder or JSONL manifest of evaluation clips.
+        out: Folder for the per-snapshot scores and ``quality_vs_cpu.png``.
+        bitrates: Bitrates to score, in kbps.
+        limit: Clips to score, spread over the manifest's speakers.
+        metrics: Metric names (:data:`eval.metrics.METRICS`).
+        speed_seconds: Seconds of audio timed for the inference speed.
+        max_cpu_s: Snapshots past this many training CPU seconds are left out; None keeps all.
+
+    Returns:
+        The exit status, 0.
+    """
+    files = choose_files(list_audio(data), limit, speakers_of(data))  # spread over speakers
     records = []
-    for run_dir in args.runs:
+    for run_dir in runs:
         run_dir = run_dir.expanduser()
         for snap in snapshots(run_dir):
-            if args.max_cpu_s is not None and snap.cpu_s > args.max_cpu_s:
+            if max_cpu_s is not None and snap.cpu_s > max_cpu_s:
                 continue
-            cache = args.out / run_dir.name / f"{snap.path.name}.json"
-            record = score_snapshot(snap, files, bitrates, args.metrics.split(","), cache, args.speed_seconds)
+            cache = out / run_dir.name / f"{snap.path.name}.json"
+            record = score_snapshot(snap, files, bitrates, list(metrics), cache, speed_seconds)
             record["audio_s_per_cpu_s"] = audio_s_per_cpu_s(run_dir, snap)
             records.append(record)
             print(f"scored {run_dir.name} at {snap.cpu_s / 60:.0f} CPU min (step {snap.step})", flush=True)
     print(table(records, bitrates))
-    plot(records, 2.0 if 2.0 in bitrates else bitrates[-1], args.out / "quality_vs_cpu.png")
-    print(f"plot: {args.out / 'quality_vs_cpu.png'}")
+    plot(records, 2.0 if 2.0 in bitrates else bitrates[-1], out / "quality_vs_cpu.png")
+    print(f"plot: {out / 'quality_vs_cpu.png'}")
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # python -m eval.recipes: the same as `codec recipes`
+    from codec.cli import run_module
+
+    run_module("recipes")

@@ -20,7 +20,7 @@ PLOT_METRICS = ("visqol", "pesq")  # drawn against kbps when computed; else the 
 BITRATE_NOTE = (
     "Measured kbps: for our codec, the code bits actually sent (codebooks x frames x log2(codebook size) "
     "over the duration; the last frame is padded, so slightly above nominal), and as entropy-coded kbps the "
-    "bytes of the codes ANS-coded with the model's tables (codec.entropy; uniform tables for untrained presets), "
+    "bytes of the codes ANS-coded with the model's tables (codec.fileformat.entropy; uniform tables for untrained presets), "
     "without the .rvq file's header and chunk framing; for the baselines, the compressed packet bytes read "
     "back by ffprobe over the duration, container overhead (Ogg pages and header packets, the codec2 file "
     "header) excluded; `file_kbps` in the JSON includes it."

@@ -16,9 +16,9 @@ import soundfile as sf
 import torch
 
 from codec import audio
-from codec.config import CodecConfig
-from codec.model import Codec
-from codec.presets import codec_tiny, codec_tiny_config
+from codec.network.config import CodecConfig
+from codec.network.model import Codec
+from codec.network.presets import codec_tiny, codec_tiny_config
 
 DATA_DIR = Path(__file__).parent / "data"
 SEED = 0

@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import pytest
 
-from codec import bitrate, bitstream
-from codec.bitstream import Chunk, Header
+from codec import bitrate
 from codec.errors import BandwidthError, FormatError
-from codec.presets import codec_16khz_config, codec_tiny_config
+from codec.fileformat import bitstream
+from codec.fileformat.bitstream import Chunk, Header
+from codec.network.presets import codec_16khz_config, codec_tiny_config
 
 
 def _header(**changes: object) -> Header:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from codec import Codec, audio, pretrained_names
-from codec.compress import compress, decompress, load_model, read_info
+from codec.fileformat.compress import compress, decompress, load_model, read_info
 
 DATA = Path(__file__).resolve().parent / "data"
 CLIP = DATA / "asterisk_it_carlo_all-circuits-busy-now.wav"

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from codec import audio
-from codec.chunked_resample import ChunkedResampler
 from codec.errors import InputError
+from codec.fileformat.chunked_resample import ChunkedResampler
 
 
 def _chunked(wav: torch.Tensor, orig: int, target: int, block: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from conftest import DATA_DIR
 
 from codec.cli import main
 from codec.errors import InputError
-from codec.model import Codec
+from codec.network.model import Codec
 from eval.codebooks import CodeCounter, codebook_stats, entropy_bound_kbps
 
 

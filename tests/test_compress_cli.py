@@ -14,14 +14,15 @@ import soundfile as sf
 import torch
 from conftest import data_wavs, long_speech
 
-import codec.entropy
-import codec.model
-from codec import audio, compress, resolve
+import codec.fileformat.entropy
+import codec.network.model
+from codec import audio, resolve
 from codec.cli import main
-from codec.compress import LoadedModel, decode_stream, load_model, read_codes
-from codec.entropy import EntropyTables, fit_counts
-from codec.model import Codec
-from codec.presets import codec_tiny_config
+from codec.fileformat import compress
+from codec.fileformat.compress import LoadedModel, decode_stream, load_model, read_codes
+from codec.fileformat.entropy import EntropyTables, fit_counts
+from codec.network.model import Codec
+from codec.network.presets import codec_tiny_config
 
 #: Writing 16-bit PCM rounds each sample by at most about this much.
 PCM16_ERROR = 1e-4
@@ -309,8 +310,8 @@ def test_interrupted_compress_leaves_nothing(
             raise KeyboardInterrupt
         return real(*args)
 
-    real = codec.entropy.encode_codes
-    monkeypatch.setattr(codec.entropy, "encode_codes", interrupt_second_chunk)  # compress imports it when it runs
+    real = codec.fileformat.entropy.encode_codes
+    monkeypatch.setattr(codec.fileformat.entropy, "encode_codes", interrupt_second_chunk)  # compress imports it when it runs
     before = sorted(p.name for p in tmp_path.iterdir())
     assert _run("compress", source, target, "--model", model_dir, "--quiet") == 130
     assert target.read_bytes() == b"previous content"
@@ -332,7 +333,7 @@ def test_decompress_uses_the_bundled_model_named_in_the_file(
 ) -> None:
     bundled = tmp_path / "pretrained"
     fitted_codec.save_pretrained(bundled / "tiny-bundled")
-    monkeypatch.setattr(codec.model, "PRETRAINED_DIR", bundled)
+    monkeypatch.setattr(codec.network.model, "PRETRAINED_DIR", bundled)
     packed = tmp_path / "x.rvq"
     assert _run("compress", clip, packed, "--model", "tiny-bundled", "--quiet") == 0
     assert read_codes(packed)[0].model_name == "tiny-bundled"

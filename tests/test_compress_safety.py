@@ -23,8 +23,9 @@ import soundfile as sf
 import torch
 from conftest import data_wavs, long_speech
 
-from codec import atomic, audio, compress
+from codec import atomic, audio
 from codec.cli import EXIT_BROKEN_PIPE, EXIT_TERMINATED, main
+from codec.fileformat import compress
 
 ROOT = Path(__file__).resolve().parents[1]
 

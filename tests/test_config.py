@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from codec.config import CodecConfig, from_dict, load_yaml, parse_overrides, to_dict
 from codec.errors import ConfigError
-from codec.presets import PRESETS
+from codec.network.config import CodecConfig, from_dict, load_yaml, parse_overrides, to_dict
+from codec.network.presets import PRESETS
 
 
 @dataclasses.dataclass(frozen=True)

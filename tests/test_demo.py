@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import DATA_DIR
 
+from codec.cli import main
 from codec.errors import InputError
-from codec.presets import codec_tiny_config
+from codec.network.presets import codec_tiny_config
 from codec.resolve import load_codec
 from eval import demo
 
@@ -21,7 +22,7 @@ def test_demo_prints_its_table_and_writes_its_listening_page(tmp_path: Path, cap
     clip = min(DATA_DIR.glob("codec2_*.wav"))
     argv = [str(clip), "--model", str(tmp_path / "model"), "--kbps", f"{kbps:g}", "--opus", "6",
             "--out", str(tmp_path / "page")]
-    assert demo.main(argv) == 0
+    assert main(["demo", *argv]) == 0
     printed = capsys.readouterr().out
     page = tmp_path / "page" / "index.html"
     assert f"ours {kbps:g} kbps" in printed and "opus 6 kbps" in printed
@@ -38,7 +39,7 @@ def test_the_default_clips_are_the_checkouts_dev_clips() -> None:
 
 
 def test_missing_clips_fail_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert demo.main([str(tmp_path / "nope.wav"), "--out", str(tmp_path / "page")]) == 2
+    assert main(["demo", str(tmp_path / "nope.wav"), "--out", str(tmp_path / "page")]) == 2
     assert "nope.wav does not exist; pass speech files" in capsys.readouterr().err
     with pytest.raises(InputError, match="pass speech files: python -m eval.demo FILE"):
         demo.default_clips(tmp_path)  # an installed package without the checkout's tests/data

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from codec import entropy
-from codec.entropy import EntropyTables, fit_counts, pack_bits, quantize_counts, unpack_bits
 from codec.errors import ConfigError, FormatError
-from codec.model import Codec
+from codec.fileformat import entropy
+from codec.fileformat.entropy import EntropyTables, fit_counts, pack_bits, quantize_counts, unpack_bits
+from codec.network.model import Codec
 
 
 def _speech_codes(codec: Codec, speech: Callable[..., torch.Tensor], index: int = 0) -> torch.Tensor:

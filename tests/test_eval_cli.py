@@ -12,7 +12,7 @@ from conftest import DATA_DIR
 
 from codec.cli import main
 from codec.errors import InputError, ModelNotFoundError
-from codec.presets import PRESETS, codec_tiny_config
+from codec.network.presets import PRESETS, codec_tiny_config
 from codec.resolve import MODEL_HELP, load_codec, load_model
 from eval.evaluate import mean_ci, score
 from eval.metrics import METRICS, Metric

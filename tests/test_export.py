@@ -14,8 +14,8 @@ from torch.nn.utils import parametrize
 from codec import export
 from codec.cli import main
 from codec.errors import InputError
-from codec.model import Codec
-from codec.presets import codec_tiny_config
+from codec.network.model import Codec
+from codec.network.presets import codec_tiny_config
 
 Speech = Callable[..., torch.Tensor]
 N_Q = 3

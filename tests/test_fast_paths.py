@@ -14,8 +14,8 @@ from conftest import data_wavs
 
 from codec import audio
 from codec.cli import COMMAND_MODULES, COMMANDS
-from codec.compress import compress, encode_chunks
-from codec.model import Codec
+from codec.fileformat.compress import compress, encode_chunks
+from codec.network.model import Codec
 
 REPO = Path(__file__).resolve().parent.parent
 

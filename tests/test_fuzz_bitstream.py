@@ -26,10 +26,10 @@ import soundfile as sf
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from codec import bitstream, compress
-from codec.compress import LoadedModel
 from codec.errors import CodecError, FormatError
-from codec.model import Codec
+from codec.fileformat import bitstream, compress
+from codec.fileformat.compress import LoadedModel
+from codec.network.model import Codec
 
 MAX_EXAMPLES = int(os.environ.get("RVQ_FUZZ_EXAMPLES", "300"))
 

@@ -6,6 +6,9 @@ a function, and ``importlib.import_module("...")`` with a literal name):
 - ``codec`` (the library) imports neither ``train``, ``eval`` nor a
   command-line module (:data:`CLI_MODULES`);
 - ``eval`` does not import ``train``;
+- only the command line (:data:`CLI_MODULES`) imports ``argparse``: every
+  sub-command's arguments are defined there, once, and the ``python -m``
+  entry points of ``train`` and ``eval`` call into it;
 - the repository's modules import each other without a cycle. Imports
   inside functions count here too: a cycle broken only by a lazy import is
   still two modules that cannot be understood apart. Imports under
@@ -185,6 +188,25 @@ def test_the_library_and_evaluation_import_nothing_across_their_walls() -> None:
     imports = repository_imports()
     assert len({imp.importer for imp in imports}) > 40, "the walk found too few modules"
     assert wall_violations(imports) == []
+
+
+def argument_parsers(imports: list[Import]) -> list[str]:
+    """``"importer:line"`` for every module outside :data:`CLI_MODULES` that imports ``argparse``."""
+    return [f"{imp.importer}:{imp.line}" for imp in imports
+            if imp.target == "argparse" and not any(_under(imp.importer, cli) for cli in CLI_MODULES)]
+
+
+def test_only_the_command_line_defines_arguments() -> None:
+    assert argument_parsers(repository_imports()) == []
+
+
+def test_the_argument_check_finds_a_parser_outside_the_command_line(tmp_path: Path) -> None:
+    _write(tmp_path, {
+        "codec/__init__.py": "", "codec/cli/__init__.py": "import argparse\n", "codec/cli/files.py": "import argparse\n",
+        "eval/__init__.py": "", "eval/bench.py": "def main():\n    from argparse import ArgumentParser\n",
+        "train/__init__.py": "",
+    })
+    assert argument_parsers(repository_imports(tmp_path)) == ["eval.bench:2"]
 
 
 def test_no_import_cycles() -> None:

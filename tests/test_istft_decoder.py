@@ -16,11 +16,11 @@ import torch
 from conftest import chunks, fitted_model, tiny_config
 
 from codec import export
-from codec.config import CodecConfig
 from codec.errors import ConfigError
-from codec.istft_decoder import MAX_MAGNITUDE, ISTFTDecoder, OverlapAdd, analysis_frames
-from codec.model import Codec
-from codec.streaming import streaming
+from codec.network.config import CodecConfig
+from codec.network.istft_decoder import MAX_MAGNITUDE, ISTFTDecoder, OverlapAdd, analysis_frames
+from codec.network.model import Codec
+from codec.network.streaming import streaming
 
 Speech = Callable[..., torch.Tensor]
 

@@ -11,8 +11,8 @@ from conftest import chunks
 from torch.nn import functional as F
 
 from codec.errors import InputError
-from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM
-from codec.streaming import StreamingModule, streaming
+from codec.network.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM
+from codec.network.streaming import StreamingModule, streaming
 
 BATCH = 2
 

@@ -15,7 +15,7 @@ import soundfile as sf
 from conftest import DATA_DIR
 
 from codec.cli import main
-from codec.presets import codec_tiny_config
+from codec.network.presets import codec_tiny_config
 from eval.listen import choose_files
 
 SYSTEMS = ["reference", "codec-tiny {kbps:g} kbps", "latent", "opus 6 kbps"]

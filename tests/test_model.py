@@ -19,10 +19,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from codec.cli import main
-from codec.config import CODEC_BOUNDS
 from codec.errors import BandwidthError, CodecError, InputError, ModelFileError, ModelNotFoundError, SampleRateError
-from codec.model import Codec, EncodedAudio
-from codec.presets import PRESETS
+from codec.network.config import CODEC_BOUNDS
+from codec.network.model import Codec, EncodedAudio
+from codec.network.presets import PRESETS
 
 Speech = Callable[..., torch.Tensor]
 

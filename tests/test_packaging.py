@@ -36,7 +36,7 @@ def test_the_command_line_finds_train_and_eval_in_the_checkout(monkeypatch: pyte
 
 def test_an_installed_codec_has_no_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "site" / "codec").mkdir(parents=True)
-    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site" / "codec" / "cli.py"))
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site" / "codec" / "cli" / "__init__.py"))
     assert cli.checkout_root() is None
     path = list(sys.path)
     cli.use_checkout_packages()

@@ -9,9 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec import patterns
 from codec.errors import InputError
-from codec.patterns import Vocabulary
+from codec.tokens import patterns
+from codec.tokens.patterns import Vocabulary
 
 
 @st.composite

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from codec.config import CodecConfig
-from codec.model import Codec
-from codec.presets import codec_tiny_config
-from codec.quantization import EMACodebook, ResidualVectorQuantizer, _nearest
+from codec.network.config import CodecConfig
+from codec.network.model import Codec
+from codec.network.presets import codec_tiny_config
+from codec.network.quantization import EMACodebook, ResidualVectorQuantizer, _nearest
 
 DIM = 8
 Speech = Callable[..., torch.Tensor]

@@ -15,9 +15,9 @@ from conftest import DATA_DIR, load_speech
 from safetensors.torch import load_file
 
 from codec.audio import load
-from codec.config import load_yaml
 from codec.errors import CodecError, ConfigError, SampleRateError
-from codec.presets import codec_tiny_config
+from codec.network.config import load_yaml
+from codec.network.presets import codec_tiny_config
 from codec.sources import list_audio
 from train import semantic as semantic_lib
 from train.config import DataConfig, SemanticConfig, TrainConfig

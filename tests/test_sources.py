@@ -11,7 +11,7 @@ from conftest import DATA_DIR, data_wavs
 
 from codec.errors import FormatError, InputError
 from codec.sources import AUDIO_SUFFIXES, find_audio, list_audio, read_manifest
-from codec.tokens import list_inputs
+from codec.tokens.tokenize import list_inputs
 
 
 def test_manifests_and_folders_list_the_same_files(tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec import audio, patterns, tokens
+from codec import audio
 from codec.cli import main
 from codec.errors import InputError, ModelMismatchError
 from codec.export import count_real_differences
-from codec.model import Codec
-from codec.token_store import FAILURES_FILE, MANIFEST_FILE, SHARD_DIR, TokenDataset
+from codec.network.model import Codec
+from codec.tokens import patterns
+from codec.tokens import tokenize as tokens
+from codec.tokens.store import FAILURES_FILE, MANIFEST_FILE, SHARD_DIR, TokenDataset
 
 DATA_DIR = Path(__file__).parent / "data"
 BAD_FILE = "broken.wav"
@@ -69,7 +71,7 @@ def test_batched_tokens_equal_single_file_encoding(speech_dir: Path, model_dir: 
         alone = model.encode(wav[None], bandwidth_kbps=kbps).codes  # [1, n_q, F]
         batched = dataset[i][None]
         assert batched.dtype == torch.long and batched.shape == alone.shape
-        # Equal but for near ties that batch-size-dependent float rounding flips (see codec.tokens).
+        # Equal but for near ties that batch-size-dependent float rounding flips (see codec.tokens.tokenize).
         assert count_real_differences(model, wav[None], alone, batched) == 0, item["path"]
         equal += int((batched == alone).sum())
         total += alone.numel()

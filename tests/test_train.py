@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from codec.config import load_yaml, parse_overrides
 from codec.errors import ConfigError
-from codec.model import Codec
+from codec.network.config import load_yaml, parse_overrides
+from codec.network.model import Codec
 from train.config import TrainConfig
 from train.data import load_excerpt, probe
 from train.loop import TrainingError, train, validate
@@ -121,7 +121,7 @@ def test_validation_logs_audio_and_spectrograms_near_2kbps_and_at_all_codebooks(
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
-    from codec.presets import PRESETS
+    from codec.network.presets import PRESETS
     from train.loop import _log_audio
 
     torch.manual_seed(0)

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from codec.config import CodecConfig, load_yaml
-from codec.model import Codec
+from codec.network.config import CodecConfig, load_yaml
+from codec.network.model import Codec
 from train import loop
 from train.config import TrainConfig
 from train.discriminators import Discriminators

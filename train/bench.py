@@ -1,7 +1,7 @@
 """Training throughput of the real loop, in audio-seconds per second of compute.
 
-    python -m train.bench [--steps 6] [--threads 2] [--batch-size 8]
-    python -m train.bench --critics [--threads 1] [--batch-size 8]
+    codec bench-train [--steps 6] [--threads 2] [--batch-size 8]
+    codec bench-train --critics [--threads 1] [--batch-size 8]
 
 For each config it times ``train()`` for ``w`` and ``w + steps`` steps on
 generated audio and divides the difference, so set-up and warm-up are
@@ -18,7 +18,6 @@ adversarial step costs beyond the reconstruction step.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from codec.config import load_yaml
+from codec.network.config import load_yaml
 from train.config import TrainConfig
 from train.loop import train
 
@@ -71,7 +70,7 @@ def critic_costs(batch_size: int, segment_s: float, repeats: int = 3) -> list[tu
     """``(name, parameters in millions, CPU seconds per forward + backward)`` of each critic and generator."""
     import torch
 
-    from codec.model import Codec
+    from codec.network.model import Codec
     from train.discriminators import Discriminators
 
     recipes = CONFIGS / "recipes"
@@ -106,36 +105,32 @@ def critic_costs(batch_size: int, segment_s: float, repeats: int = 3) -> list[tu
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (fewer make the difference noisy)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--segment-s", type=float, default=1.0)
-    parser.add_argument("--critics", action="store_true", help="CPU cost of each critic and generator pass")
-    args = parser.parse_args()
-    if args.critics:
-        import torch
+def print_critic_costs(threads: int, batch_size: int, segment_s: float) -> None:
+    """Prints the CPU seconds of one forward and backward pass of each critic and generator (:func:`critic_costs`)."""
+    import torch
 
-        torch.set_num_threads(args.threads)
-        print(f"forward + backward, batch {args.batch_size} x {args.segment_s} s ({args.threads} thread(s), "
-              "critics on real + generated = twice the batch), CPU seconds of this process")
-        for name, params, seconds in critic_costs(args.batch_size, args.segment_s):
-            print(f"{name:42s} {params:6.2f} M {seconds:7.2f} CPU s")
-        return
-    common = {"threads": args.threads, "batch_size": args.batch_size, "data.segment_s": args.segment_s}
+    torch.set_num_threads(threads)
+    print(f"forward + backward, batch {batch_size} x {segment_s} s ({threads} thread(s), "
+          "critics on real + generated = twice the batch), CPU seconds of this process")
+    for name, params, seconds in critic_costs(batch_size, segment_s):
+        print(f"{name:42s} {params:6.2f} M {seconds:7.2f} CPU s")
+
+
+def print_throughput(steps: int, threads: int, batch_size: int, segment_s: float) -> None:
+    """Prints the training throughput of the 16 kHz recipe (both phases) and the EnCodec-24k-sized config."""
+    common = {"threads": threads, "batch_size": batch_size, "data.segment_s": segment_s}
     cases = [
         ("speech16k, reconstruction phase", "speech16k.yaml", {"disc.start_step": 10**9}),
         ("speech16k, adversarial phase", "speech16k.yaml", {"disc.start_step": 0, "disc.update_prob": 1.0}),
         ("encodec24k-sized, adversarial", "encodec24k.yaml", {"mixed_precision": "no", "disc.update_prob": 1.0}),
     ]
-    audio_per_step = args.batch_size * args.segment_s
+    audio_per_step = batch_size * segment_s
     rows = []
     for name, path, overrides in cases:
-        seconds = time_per_step(CONFIGS / path, common | overrides, args.steps)
+        seconds = time_per_step(CONFIGS / path, common | overrides, steps)
         rows.append((name, seconds, audio_per_step / seconds))
     reference = rows[-1][2]
-    print(f"\ntraining throughput, batch {args.batch_size} x {args.segment_s} s, {args.threads} thread(s)")
+    print(f"\ntraining throughput, batch {batch_size} x {segment_s} s, {threads} thread(s)")
     print(f"{'config':36s} {'s/step':>8s} {'audio s/s':>10s} {'vs 24k':>7s}")
     for name, seconds, rate in rows:
         print(f"{name:36s} {seconds:8.2f} {rate:10.2f} {rate / reference:6.1f}x")
@@ -143,5 +138,7 @@ def main() -> None:
         print("a non-positive time means other work on the machine swamped the timed steps: run it idle, more --steps")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m train.bench: the same as `codec bench-train`
+    from codec.cli import run_module
+
+    run_module("bench-train")

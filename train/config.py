@@ -3,15 +3,15 @@
 A config file has one section per dataclass below (``model``, ``data``,
 ``optim``, ``loss``, ``disc``, ``semantic``) plus the top-level fields of
 :class:`TrainConfig`; see ``configs/*.yaml``. Unknown keys and wrong types
-are errors that name the key (:func:`codec.config.load_yaml`).
+are errors that name the key (:func:`codec.network.config.load_yaml`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codec.config import CodecConfig
 from codec.errors import ConfigError
+from codec.network.config import CodecConfig
 
 
 @dataclass(frozen=True)

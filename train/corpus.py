@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m train.corpus --out DIR [--work DIR]
+    codec corpus --out DIR [--work DIR]     (or python -m train.corpus, make data)
 
 Steps (the sources and the split rules are those of the project's data notes):
 
@@ -19,7 +19,6 @@ Steps (the sources and the split rules are those of the project's data notes):
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import importlib.util
 import os
@@ -39,6 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from codec.atomic import atomic_path, write_jsonl
+from codec.errors import CodecError
 
 SAMPLE_RATE_HZ = 16_000
 CLIP_SAMPLES = 10 * SAMPLE_RATE_HZ  # 10 s clips for ViSQOL / PESQ / DNSMOS
@@ -73,7 +73,7 @@ PACKAGE_AUDIO_SUFFIXES = (".ogg", ".g722", ".wav")
 SPLITS = ("train", "dev", "aligned")
 
 
-class CorpusError(RuntimeError):
+class CorpusError(CodecError):
     """A missing tool or a failed download; the message says what to do."""
 
 
@@ -450,24 +450,25 @@ def summarize(manifests: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: ``python -m train.corpus --out DIR [--work DIR]``."""
-    parser = argparse.ArgumentParser(description="Build the real-speech corpus from Debian packages.")
-    parser.add_argument("--out", type=Path, required=True, help="output folder for WAVs and manifests")
-    parser.add_argument("--work", type=Path, help="download/extract folder (default: OUT-work)")
-    args = parser.parse_args(argv)
-    out = args.out.resolve()
-    work = (args.work or out.with_name(out.name + "-work")).resolve()
-    try:
-        require_tools()
-        print(f"fetching {len(PACKAGES)} packages into {work}", file=sys.stderr)
-        roots = fetch_packages(PACKAGES, work)
-        utterances, skipped = list_utterances(roots, out / "wav")
-        utterances = convert_g722(utterances, work / "g722-wav")
-        print(f"decoding {len(utterances)} files with {NUM_WORKERS} workers", file=sys.stderr)
-        manifests, vad_skipped = process_all(utterances)
-    except CorpusError as error:
-        sys.exit(f"error: {error}")
+def build_corpus(out: Path, work: Path | None = None) -> None:
+    """Fetches, decodes and trims every split into ``out`` (WAVs and one JSONL manifest per split), and prints a summary.
+
+    Args:
+        out: Output folder for the WAV files and manifests.
+        work: Download and extraction folder, reused by a later run (default: ``OUT-work`` beside ``out``).
+
+    Raises:
+        CorpusError: A missing tool or a failed download, saying what to do.
+    """
+    out = out.resolve()
+    work = (work or out.with_name(out.name + "-work")).resolve()
+    require_tools()
+    print(f"fetching {len(PACKAGES)} packages into {work}", file=sys.stderr)
+    roots = fetch_packages(PACKAGES, work)
+    utterances, skipped = list_utterances(roots, out / "wav")
+    utterances = convert_g722(utterances, work / "g722-wav")
+    print(f"decoding {len(utterances)} files with {NUM_WORKERS} workers", file=sys.stderr)
+    manifests, vad_skipped = process_all(utterances)
     out.mkdir(parents=True, exist_ok=True)
     for split, split_rows in manifests.items():
         write_jsonl(out / f"{split}.jsonl", split_rows)
@@ -478,5 +479,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"skipped {count:>5}: {reason}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m train.corpus: the same as `codec corpus`
+    from codec.cli import run_module
+
+    run_module("corpus")

@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from codec.atomic import read_jsonl
-from codec.config import to_dict
 from codec.errors import CodecError, ConfigError
 from codec.measures import perplexity, si_sdr_db
-from codec.model import Codec, CodecOutput
+from codec.network.config import to_dict
+from codec.network.model import Codec, CodecOutput
 from codec.resolve import load_codec
 from train.balancer import Balancer
 from train.config import OptimConfig, TrainConfig

@@ -1,19 +1,18 @@
 """Packages a trained generator as a bundled model, with entropy tables fitted on training speech.
 
-    python -m train.package RUN_DIR/model --name speech-16khz \
+    codec package RUN_DIR/model --name speech-16khz \
         --data ~/data/rvq/train.jsonl [--files 400] [--seconds 4]
 
 Writes ``codec/pretrained/NAME/`` (``config.json``, ``model.safetensors``,
 ``entropy.safetensors``), where ``Codec.from_pretrained(NAME)`` and
 ``codec compress`` find it. The entropy tables count the codes of the first
 ``--seconds`` of ``--files`` training files spread evenly over the manifest,
-with add-one smoothing (:func:`codec.entropy.fit_counts`). Training data only:
+with add-one smoothing (:func:`codec.fileformat.entropy.fit_counts`). Training data only:
 the development split stays unseen.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shutil
 import tempfile
@@ -21,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from codec.entropy import EntropyTables, fit_counts
-from codec.model import PRETRAINED_DIR
-from codec.resolve import DEFAULT_MODEL, load_codec
+from codec.fileformat.entropy import EntropyTables, fit_counts
+from codec.network.model import PRETRAINED_DIR
+from codec.resolve import load_codec
 from codec.sources import list_audio
 from train.data import load_excerpt, probe
 
@@ -43,6 +42,7 @@ def package(model_dir: Path, name: str, data: list[str], files: int, seconds: fl
         batches = (codec.encode(load_excerpt(e, codec.sample_rate, seconds)[None]).codes for e in entries)
         counts = fit_counts(batches, codec.config.n_q, codec.config.codebook_size)
     target = PRETRAINED_DIR / name
+    PRETRAINED_DIR.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=PRETRAINED_DIR.parent, prefix=f".{name}."))
     try:
         staging.chmod(0o755)
@@ -56,20 +56,7 @@ def package(model_dir: Path, name: str, data: list[str], files: int, seconds: fl
     return target
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir", type=Path, help="a directory written by save_pretrained (RUN_DIR/model)")
-    parser.add_argument("--name", default=DEFAULT_MODEL)
-    parser.add_argument("--data", nargs="+", default=[str(Path.home() / "data/rvq/train.jsonl")])
-    parser.add_argument("--files", type=int, default=400)
-    parser.add_argument("--seconds", type=float, default=4.0)
-    args = parser.parse_args()
-    PRETRAINED_DIR.mkdir(exist_ok=True)
-    torch.set_num_threads(1)
-    target = package(args.model_dir, args.name, args.data, args.files, args.seconds)
-    codec = load_codec(args.name)
-    print(f"bundled {args.name} ({codec.model_id}) in {target}")
+if __name__ == "__main__":  # python -m train.package: the same as `codec package`
+    from codec.cli import run_module
 
-
-if __name__ == "__main__":
-    main()
+    run_module("package")

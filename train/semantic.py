@@ -57,9 +57,9 @@ from tqdm import tqdm
 
 from codec.atomic import atomic_write, write_json
 from codec.audio import load
-from codec.config import CodecConfig
 from codec.errors import ConfigError
-from codec.quantization import QuantizerOutput, kmeans
+from codec.network.config import CodecConfig
+from codec.network.quantization import QuantizerOutput, kmeans
 from train.balancer import Balancer
 from train.config import SemanticConfig, TrainConfig
 from train.data import AudioEntry, is_shard_source

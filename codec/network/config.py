@@ -61,7 +61,7 @@ class _Bound:
 #: add a row here.
 CODEC_BOUNDS: dict[str, _Bound] = {
     "sample_rate": _Bound(int, 1, 384_000),  # the highest rate of audio interfaces (DXD)
-    "channels": _Bound(int, 1, 8),  # as many as the file format holds (codec.bitstream.MAX_CHANNELS)
+    "channels": _Bound(int, 1, 8),  # as many as the file format holds (codec.fileformat.bitstream.MAX_CHANNELS)
     "n_filters": _Bound(int, 1, 1024),
     "dimension": _Bound(int, 1, 4096),
     "kernel_size": _Bound(int, 1, 64),
@@ -111,7 +111,7 @@ def check_bounds(config: Any, bounds: dict[str, _Bound]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class CodecConfig:
-    """Architecture and quantizer settings of a :class:`~codec.model.Codec`.
+    """Architecture and quantizer settings of a :class:`~codec.network.model.Codec`.
 
     Attributes:
         name: Human-readable model name, recorded in compressed files.
@@ -131,7 +131,7 @@ class CodecConfig:
         decoder: ``"seanet"`` (transposed convolutions up to the sample rate,
             EnCodec's) or ``"istft"`` (a frame-rate ConvNeXt backbone predicting
             each frame's spectrum, then an inverse STFT; see
-            :mod:`codec.istft_decoder`).
+            :mod:`codec.network.istft_decoder`).
         decoder_dim: Width of the ``"istft"`` decoder's backbone.
         decoder_layers: ConvNeXt blocks of the ``"istft"`` decoder.
         n_fft: Frame length of the ``"istft"`` decoder's inverse STFT, a

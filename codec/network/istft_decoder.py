@@ -1,4 +1,4 @@
-"""Frame-rate decoder with an inverse-STFT head (the ``"istft"`` decoder of :class:`~codec.config.CodecConfig`).
+"""Frame-rate decoder with an inverse-STFT head (the ``"istft"`` decoder of :class:`~codec.network.config.CodecConfig`).
 
 The SEANet decoder upsamples the 50 Hz latent to audio through four transposed
 convolutions; this one stays at the frame rate and predicts each frame's
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from codec.config import CodecConfig
-from codec.layers import StreamingConv1d
-from codec.streaming import StreamingModule
+from codec.network.config import CodecConfig
+from codec.network.layers import StreamingConv1d
+from codec.network.streaming import StreamingModule
 
 #: Largest magnitude a bin may take. A full-scale sine gives about ``0.32 * n_fft`` in its bin
 #: through a sqrt-Hann window, so this leaves room for n_fft up to 2048 and stops ``exp`` overflowing.

@@ -1,17 +1,28 @@
-"""The ``codec`` command line.
+"""The ``codec`` command line: every sub-command's arguments, in one place.
 
-Each feature module contributes its sub-commands through a function
-``register(subparsers)`` that adds parsers whose ``func`` default takes the
-parsed arguments and returns an exit code. User errors (:class:`CodecError`)
-and operating-system errors (a full disk, a missing permission) print one
-line and exit with status 2, never a traceback. SIGTERM unwinds like Ctrl-C,
-so temporary files are removed (exit status 143); a closed pipe on standard
-output (``codec decompress x.rvq - | head -c1``) ends quietly with status 141,
-as a process killed by SIGPIPE would.
+The sub-commands are grouped by what they work on, one module each:
+:mod:`codec.cli.files` (``compress``, ``decompress``, ``info``,
+``truncate``), :mod:`codec.cli.tokens` (``tokenize``, ``detokenize``),
+:mod:`codec.cli.export` (``export``, ``precision``),
+:mod:`codec.cli.training` (``train``, ``corpus``, ``package``,
+``bench-train``) and :mod:`codec.cli.evaluation` (``eval``, ``codebooks``,
+``phonetic``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes``). Each
+module's ``register(subparsers)`` adds parsers whose ``func`` default takes
+the parsed arguments, calls library functions with plain arguments and
+returns an exit code; no library module imports this package. The ``python
+-m`` entry points of ``train`` and ``eval`` (``python -m train``, ``python -m
+eval.demo``, ...) call :func:`run_module`, so their arguments are these.
+
+User errors (:class:`CodecError`) and operating-system errors (a full disk, a
+missing permission) print one line and exit with status 2, never a
+traceback. SIGTERM unwinds like Ctrl-C, so temporary files are removed (exit
+status 143); a closed pipe on standard output (``codec decompress x.rvq - |
+head -c1``) ends quietly with status 141, as a process killed by SIGPIPE
+would.
 
 Only the library is installed; ``train`` and ``eval`` live beside ``codec/``
-in a checkout of the repository, where this module finds them (so
-``codec train`` and ``codec eval`` exist only when run from a checkout).
+in a checkout of the repository, where this module finds them (so the
+training and evaluation commands exist only when run from a checkout).
 
 Only the module of the command being run is imported: ``codec --help`` lists
 the commands from :data:`COMMANDS`, and ``codec info`` or ``codec truncate``
@@ -23,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import importlib.util
 import os
 import signal
 import sys
@@ -37,29 +47,30 @@ from codec.errors import CodecError
 #: Each sub-command, in help order: the module that registers it and its one-line help
 #: (tests check both against what the modules register).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "compress": ("codec.compress", "compress an audio file"),
-    "decompress": ("codec.compress", "decompress to an audio file"),
-    "info": ("codec.compress", "describe a compressed file and measure its bitrate"),
-    "truncate": ("codec.compress", "lower a compressed file's bitrate without re-encoding"),
-    "tokenize": ("codec.tokens", "encode a folder or manifest of audio files to token shards for language models"),
-    "detokenize": ("codec.tokens", "decode a token directory back to WAV files"),
-    "train": ("train.cli", "train a codec from a YAML config"),
-    "eval": ("eval.cli", "score a model against Opus/codec2/GSM/Speex with ViSQOL, PESQ, STOI, SI-SDR, mel, DNSMOS"),
-    "phonetic": ("eval.phonetic", "phone purity, PNMI and a speaker probe of each codebook"),
-    "codebooks": ("eval.codebooks", "usage, entropy and dead codes of each codebook on a dataset"),
-    "export": ("codec.export", "export the encoder and decoder to ONNX and TorchScript and check them against PyTorch"),
-    "precision": ("codec.export", "compare float16 and bfloat16 inference with float32 on a long recording"),
+    "compress": ("codec.cli.files", "compress an audio file"),
+    "decompress": ("codec.cli.files", "decompress to an audio file"),
+    "info": ("codec.cli.files", "describe a compressed file and measure its bitrate"),
+    "truncate": ("codec.cli.files", "lower a compressed file's bitrate without re-encoding"),
+    "tokenize": ("codec.cli.tokens", "encode a folder or manifest of audio files to token shards for language models"),
+    "detokenize": ("codec.cli.tokens", "decode a token directory back to WAV files"),
+    "export": ("codec.cli.export", "export the encoder and decoder to ONNX and TorchScript and check them against PyTorch"),
+    "precision": ("codec.cli.export", "compare float16 and bfloat16 inference with float32 on a long recording"),
+    "train": ("codec.cli.training", "train a codec from a YAML config"),
+    "corpus": ("codec.cli.training", "build the real-speech corpora from Debian packages"),
+    "package": ("codec.cli.training", "bundle a trained model with entropy tables fitted on training speech"),
+    "bench-train": ("codec.cli.training", "training throughput of the real loop, or each critic's CPU cost"),
+    "eval": ("codec.cli.evaluation", "score a model against Opus/codec2/GSM/Speex with ViSQOL, PESQ, STOI, SI-SDR, mel, DNSMOS"),
+    "codebooks": ("codec.cli.evaluation", "usage, entropy and dead codes of each codebook on a dataset"),
+    "phonetic": ("codec.cli.evaluation", "phone purity, PNMI and a speaker probe of each codebook"),
+    "bench": ("codec.cli.evaluation", "speed, streaming latency, start-up and memory, beside libopus and the 24 kHz preset"),
+    "bench-bitstream": ("codec.cli.evaluation", "measured bitrate, coding speed and memory of the file format"),
+    "demo": ("codec.cli.evaluation", "compress and decompress real speech next to Opus, with a listening page"),
+    "recipes": ("codec.cli.evaluation", "score the CPU-time snapshots of training runs and compare recipes"),
 }
 #: Modules that contribute sub-commands.
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
-
-
-def _installed(module: str) -> bool:
-    """Whether ``module`` is part of this installation (found without importing it)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+#: Command modules whose commands need a package of the checkout (:data:`CHECKOUT_PACKAGES`).
+NEEDS_CHECKOUT = {"codec.cli.training": "train", "codec.cli.evaluation": "eval"}
 
 
 #: Packages of a checkout that are not installed: they are imported from the folder that holds ``codec/``.
@@ -68,7 +79,7 @@ CHECKOUT_PACKAGES = ("train", "eval")
 
 def checkout_root() -> Path | None:
     """The checkout that holds this ``codec/`` with :data:`CHECKOUT_PACKAGES` beside it, or None (installed)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     return root if all((root / name / "__init__.py").is_file() for name in CHECKOUT_PACKAGES) else None
 
 
@@ -90,12 +101,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codec", description="rvq-codec: neural audio compression and tokens")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     full = COMMANDS[command][0] if command in COMMANDS else None
+    in_checkout = checkout_root() is not None
     for name, (module, help_text) in COMMANDS.items():
-        installed = _installed(module)
-        if module == full and installed:
+        available = in_checkout or module not in NEEDS_CHECKOUT
+        if module == full and available:
             importlib.import_module(module).register(subparsers)
             full = None
-        if name not in subparsers.choices and installed:
+        if name not in subparsers.choices and available:
             subparsers.add_parser(name, help=help_text)
     return parser
 
@@ -171,7 +183,3 @@ def main(argv: list[str] | None = None) -> int:
 def run_module(command: str) -> NoReturn:
     """``python -m <module>`` of a command module: the same as ``codec <command> ...``."""
     sys.exit(main([command, *sys.argv[1:]]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from codec.config import CodecConfig
-from codec.model import Codec
+from codec.network.config import CodecConfig
+from codec.network.model import Codec
 
 
 def codec_16khz_config() -> CodecConfig:

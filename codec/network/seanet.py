@@ -10,7 +10,7 @@ Encoder, for decoder ratios ``(8, 5, 4, 2)`` and ``n_filters = C``::
       -> LSTM (+skip) -> ELU -> conv k7 -> latent [B, D, T / 320]
 
 The decoder mirrors it with transposed convolutions. Every layer is causal
-and streamable (see :mod:`codec.layers`). An ELU whose input nothing else
+and streamable (see :mod:`codec.network.layers`). An ELU whose input nothing else
 reads runs in place, which saves a copy of the largest activations.
 
 Inference (no autograd, no tracing), offline or inside ``streaming()``, runs
@@ -18,7 +18,7 @@ the same layers in time-major layout, ``[B, T, C]`` (:meth:`time_major`):
 there every convolution, strided and transposed ones included, is a few
 matrix products on views of its input, with no padding, copying or
 interleaving in between (faster on CPU than torch's convolutions on these
-shapes; see :func:`codec.layers.time_major_conv`). Streaming, each layer
+shapes; see :func:`codec.network.layers.time_major_conv`). Streaming, each layer
 carries the same state in either layout. Training and export use the
 ``[B, C, T]`` modules.
 """
@@ -28,8 +28,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from codec.config import CodecConfig
-from codec.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM, eager_inference
+from codec.network.config import CodecConfig
+from codec.network.layers import StreamingConv1d, StreamingConvTranspose1d, StreamingLSTM, eager_inference
 
 
 def _time_major(layers: nn.Sequential, x: Tensor) -> Tensor:

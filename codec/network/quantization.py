@@ -30,8 +30,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codec.config import CodecConfig
 from codec.measures import perplexity
+from codec.network.config import CodecConfig
 
 
 def _distributed() -> bool:

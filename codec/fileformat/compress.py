@@ -1,20 +1,17 @@
 """Compressing audio files to the rvq-codec format and back (docs/format.md).
 
-    codec compress IN OUT [--kbps K] [--model M] [--no-entropy] [--quiet]
-    codec decompress IN OUT [--model M] [--quiet]
-    codec info FILE
-    codec truncate IN OUT --kbps K
-
-``-`` stands for stdin or stdout. Audio of any rate and channel count is
-resampled to the model rate and its channels coded as independent batch
-items; decompression restores the original rate and channels.
+The library behind ``codec compress``, ``decompress``, ``info`` and
+``truncate`` (:mod:`codec.cli.files`); ``-`` stands for stdin or stdout.
+Audio of any rate and channel count is resampled to the model rate and its
+channels coded as independent batch items; decompression restores the
+original rate and channels.
 
 Long files are processed one chunk at a time with the streaming state of
 the model carried across chunks, so the output equals an offline
 encode/decode of the whole file and memory does not grow with its length:
 input is read in one-second blocks and resampled block by block
-(:class:`~codec.chunked_resample.ChunkedResampler`, same output as resampling
-whole), the codes of each chunk go to a temporary file and the header,
+(:class:`~codec.fileformat.chunked_resample.ChunkedResampler`, same output
+as resampling whole), the codes of each chunk go to a temporary file and the header,
 which records the exact sample count read, is written before them at the
 end. Standard input is first spooled to a temporary file on disk (audio
 readers need to seek). Every output goes to a temporary file that replaces
@@ -24,7 +21,6 @@ is left behind.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -35,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from codec import bitstream
 from codec.atomic import atomic_path, check_output, output_target
-from codec.bitstream import Header
 from codec.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError, OutputError
-from codec.resolve import DEFAULT_MODEL, LoadedModel, load_model  # re-exported: compress.load_model
+from codec.fileformat import bitstream
+from codec.fileformat.bitstream import Header
+from codec.resolve import LoadedModel, load_model  # re-exported: compress.load_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,8 +43,8 @@ if TYPE_CHECKING:
     from torch import Tensor
     from tqdm import tqdm
 
-    from codec.entropy import EntropyTables
-    from codec.model import Codec
+    from codec.fileformat.entropy import EntropyTables
+    from codec.network.model import Codec
 
 # torch, numpy, soundfile, the model and the entropy coder are imported where they are used, so
 # `codec info` and `codec truncate` (plain bytes) start in a fraction of a second.
@@ -62,7 +58,7 @@ _UNKNOWN_FRAMES = 1 << 62
 
 # ----- models -------------------------------------------------------------------------------------
 def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
-    from codec.model import Codec
+    from codec.network.model import Codec
 
     if isinstance(model, LoadedModel):
         return model
@@ -73,7 +69,7 @@ def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
 
 def _model_for_file(header: Header, model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
     """The model to decode ``header``'s file: the one given, else the bundled one it names; checked."""
-    from codec.model import pretrained_names
+    from codec.network.model import pretrained_names
 
     if model is None:
         if header.model_name not in pretrained_names():
@@ -282,7 +278,7 @@ def _model_rate_blocks(sound: sf.SoundFile, model_rate: int, counter: list[int],
     import soundfile as sf
     import torch
 
-    from codec.chunked_resample import ChunkedResampler
+    from codec.fileformat.chunked_resample import ChunkedResampler
 
     resampler = ChunkedResampler(sound.samplerate, model_rate, sound.channels)
     while True:
@@ -324,7 +320,7 @@ def compress(
         BandwidthError: On an unsupported bitrate.
         ModelNotFoundError: If the model cannot be found.
     """
-    from codec.entropy import encode_codes
+    from codec.fileformat.entropy import encode_codes
 
     loaded = _resolve(model)
     codec = loaded.codec
@@ -376,7 +372,7 @@ def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | 
     """
     import torch
 
-    from codec.chunked_resample import ChunkedResampler
+    from codec.fileformat.chunked_resample import ChunkedResampler
 
     codec, channels = loaded.codec, header.channels
     tables = loaded.tables if header.entropy_coded else None
@@ -423,7 +419,7 @@ def read_codes(src: str | Path, model: LoadedModel | Codec | str | Path | None =
 
 def _chunk_codes(chunk: bitstream.Chunk, header: Header, tables: EntropyTables | None) -> np.ndarray:
     """Codes ``[C, n_q, f]`` of one chunk; errors name the chunk."""
-    from codec.entropy import decode_codes
+    from codec.fileformat.entropy import decode_codes
 
     try:
         return decode_codes(chunk.blocks, header.channels, chunk.num_frames, tables, header.codebook_size)
@@ -559,54 +555,3 @@ def truncate(src: str | Path, dst: str | Path, bandwidth_kbps: float) -> Header:
         n_q = bitstream.n_q_for_bandwidth(header, bandwidth_kbps)
         with _atomic_output(dst, (src,)) as tmp, open(tmp, "wb") as out:
             return bitstream.truncate_stream(header, f, out, n_q)
-
-
-# ----- command line -------------------------------------------------------------------------------
-def _run_compress(args: argparse.Namespace) -> int:
-    compress(args.input, args.output, load_model(args.model), args.kbps, not args.no_entropy, not args.quiet)
-    return 0
-
-
-def _run_decompress(args: argparse.Namespace) -> int:
-    decompress(args.input, args.output, args.model, not args.quiet)
-    return 0
-
-
-def _run_info(args: argparse.Namespace) -> int:
-    print(format_info(read_info(args.file)))
-    return 0
-
-
-def _run_truncate(args: argparse.Namespace) -> int:
-    truncate(args.input, args.output, args.kbps)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``compress``, ``decompress``, ``info`` and ``truncate`` to the ``codec`` command."""
-    model_help = f"model directory (Codec.save_pretrained) or bundled name (default: {DEFAULT_MODEL})"
-    p = subparsers.add_parser("compress", help="compress an audio file")
-    p.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count) or - for stdin")
-    p.add_argument("output", help="compressed file, or - for stdout")
-    p.add_argument("--kbps", type=float, default=None, help="bitrate per channel (default: the highest)")
-    p.add_argument("--model", default=None, help=model_help)
-    p.add_argument("--no-entropy", action="store_true", help="bit-pack the codes instead of entropy coding them")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_compress)
-
-    p = subparsers.add_parser("decompress", help="decompress to an audio file")
-    p.add_argument("input", help="compressed file, or - for stdin")
-    p.add_argument("output", help="audio file (.wav or .flac), or - for WAV on stdout")
-    p.add_argument("--model", default=None, help="model directory or bundled name (default: the file's model)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_decompress)
-
-    p = subparsers.add_parser("info", help="describe a compressed file and measure its bitrate")
-    p.add_argument("file", help="compressed file, or - for stdin")
-    p.set_defaults(func=_run_info)
-
-    p = subparsers.add_parser("truncate", help="lower a compressed file's bitrate without re-encoding")
-    p.add_argument("input", help="compressed file, or - for stdin")
-    p.add_argument("output", help="smaller compressed file, or - for stdout")
-    p.add_argument("--kbps", type=float, required=True, help="new bitrate per channel")
-    p.set_defaults(func=_run_truncate)

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
-from codec.streaming import StreamingModule
+from codec.network.streaming import StreamingModule
 
 
 def lecun_init_(conv: nn.Conv1d | nn.ConvTranspose1d) -> nn.Module:

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from codec.atomic import atomic_write, read_jsonl, write_json, write_jsonl
 from codec.errors import FormatError, InputError
-from codec.patterns import Vocabulary
+from codec.tokens.patterns import Vocabulary
 
 INFO_FILE = "tokens.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -181,7 +181,7 @@ class TokenDataset(Dataset):
 
     @property
     def vocabulary(self) -> Vocabulary:
-        """The token vocabulary of the codes this dataset yields (see :mod:`codec.patterns`)."""
+        """The token vocabulary of the codes this dataset yields (see :mod:`codec.tokens.patterns`)."""
         return Vocabulary(n_q=self.n_q, codebook_size=int(self.info["codebook_size"]))
 
     def __len__(self) -> int:

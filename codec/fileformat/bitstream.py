@@ -61,7 +61,7 @@ class Header:
     """What a decoder needs to know before the first chunk.
 
     Attributes:
-        model_id: :attr:`codec.model.Codec.model_id` of the writing model (16 hex digits).
+        model_id: :attr:`codec.network.model.Codec.model_id` of the writing model (16 hex digits).
         model_name: Bundled model name, or the config name of the writing model.
         sample_rate: Rate of the original audio in Hz (restored on decoding).
         model_sample_rate: Rate the model works at in Hz.

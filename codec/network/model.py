@@ -23,17 +23,17 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from codec import bitrate
-from codec import streaming as streaming_lib
 from codec.atomic import atomic_write, write_json
-from codec.config import CodecConfig, from_dict, to_dict
 from codec.errors import BandwidthError, ConfigError, InputError, ModelFileError, ModelNotFoundError, SampleRateError
-from codec.istft_decoder import ISTFTDecoder
-from codec.quantization import QuantizerOutput, ResidualVectorQuantizer
-from codec.seanet import SEANetDecoder, SEANetEncoder
+from codec.network import streaming as streaming_lib
+from codec.network.config import CodecConfig, from_dict, to_dict
+from codec.network.istft_decoder import ISTFTDecoder
+from codec.network.quantization import QuantizerOutput, ResidualVectorQuantizer
+from codec.network.seanet import SEANetDecoder, SEANetEncoder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Codec(nn.Module):
     # ----- streaming --------------------------------------------------------------------------
     @contextlib.contextmanager
     def streaming(self, batch_size: int = 1) -> Iterator[None]:
-        """Keeps the state of every causal layer between calls (see :mod:`codec.streaming`).
+        """Keeps the state of every causal layer between calls (see :mod:`codec.network.streaming`).
 
         Inside the context, :meth:`encode` takes chunks of a multiple of
         :attr:`hop_length` samples and :meth:`decode` returns every sample of
