@@ -222,3 +222,11 @@ def test_init_from_a_snapshot_continues_the_runs_cpu_clock_and_step(tmp_path: Pa
     records = _snapshots(branch)
     assert records and records[0]["cpu_s"] > origin["cpu_s"] and records[0]["step"] > origin["step"]
     assert records[-1]["cpu_s"] <= config.cpu_budget_s
+
+
+def test_the_speech_recipe_is_the_winner_of_the_recipe_comparison() -> None:
+    """configs/speech16k.yaml trains what won docs/recipes.md: candidate (c)'s model, losses, critics and optimizer."""
+    shipped = load_yaml(TrainConfig, ROOT / "configs" / "speech16k.yaml")
+    winner = load_yaml(TrainConfig, ROOT / "configs" / "recipes" / "c_istft_logmel.yaml")
+    assert (shipped.model, shipped.loss, shipped.disc, shipped.optim) == (winner.model, winner.loss, winner.disc,
+                                                                          winner.optim)
