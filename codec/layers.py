@@ -171,6 +171,8 @@ class StreamingConv1d(StreamingModule[ConvState]):
         self.in_channels, self.stride, self.dilation, self.kernel_size = in_channels, stride, dilation, kernel_size
         self.effective_kernel = (kernel_size - 1) * dilation + 1
         self.context = self.effective_kernel - stride
+        # One filter per channel (a ConvNeXt block's): time-major, an element-wise product over each window.
+        self.depthwise = 1 < groups == in_channels == out_channels and stride == 1
 
     def init_state(self, x: torch.Tensor) -> ConvState:
         return ConvState(x.new_zeros(x.shape[0], x.shape[1], max(self.context, 0)))
@@ -203,10 +205,11 @@ class StreamingConv1d(StreamingModule[ConvState]):
         input viewed as ``[B, T / s, s * C]``, with the kernel front-padded to
         ``taps * s`` and cut into ``taps`` blocks (``taps - 1`` blocks of left
         context). A single input channel gathers its windows instead (a
-        product with one inner channel is slow). A grouped (depthwise)
-        convolution runs as :meth:`forward`, on the same state.
+        product with one inner channel is slow), and so does a depthwise
+        convolution (one filter per channel). Any other grouped convolution
+        runs as :meth:`forward`, on the same state.
         """
-        if self.conv.groups != 1:
+        if self.conv.groups != 1 and not self.depthwise:
             return self(x.transpose(1, 2)).transpose(1, 2)
         s = self.stride
         if not self._streaming:
@@ -214,7 +217,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         state = self.get_state(x.transpose(1, 2))
         if state.taps is None:
             taps, state.bias = self.time_major_weights()
-            matrices = self.in_channels > 1 and (self.stride == 1 or self.dilation == 1)
+            matrices = self.in_channels > 1 and not self.depthwise and (self.stride == 1 or self.dilation == 1)
             state.taps = taps.unbind(0) if matrices else taps  # one matrix per tap
         if s == 1 and self.context == 0:  # pointwise: nothing to carry
             return self._time_major(x, (state.taps, state.bias), 0)
@@ -228,12 +231,15 @@ class StreamingConv1d(StreamingModule[ConvState]):
         """The weight as :meth:`time_major` multiplies it, and the bias.
 
         ``[k, C_in, C_out]`` taps for stride 1 (``[k, C_out]`` for one input
-        channel), ``[taps, s * C_in, C_out]`` blocks for stride ``s``, the
-        plain ``[C_out, C_in, k]`` weight for a dilated strided convolution.
+        channel, ``[C, k]`` filters for a depthwise convolution),
+        ``[taps, s * C_in, C_out]`` blocks for stride ``s``, the plain
+        ``[C_out, C_in, k]`` weight for a dilated strided convolution.
         """
         weight, bias = self.conv.weight, self.conv.bias  # [C_out, C_in, k]
         c_out, c_in, k = weight.shape
         s, d = self.stride, self.conv.dilation[0]
+        if self.depthwise:
+            return weight[:, 0].contiguous(), bias
         if s == 1 and c_in == 1:
             return weight[:, 0].t().contiguous(), bias
         if s == 1:
@@ -250,6 +256,13 @@ class StreamingConv1d(StreamingModule[ConvState]):
         """Convolves ``x`` [B, T, C_in] after ``left_pad`` zero samples; ``T + left_pad - e`` is a multiple of the stride."""
         taps, bias = weights
         s, d = self.stride, self.dilation
+        if self.depthwise:
+            signal = F.pad(x, (0, 0, left_pad, 0)) if left_pad else x  # [B, left_pad + T, C]
+            if signal.shape[1] < self.effective_kernel:
+                return x.new_empty(x.shape[0], 0, x.shape[2])
+            windows = signal.unfold(1, self.effective_kernel, 1)[..., ::d]  # [B, T', C, k]
+            y = (windows * taps).sum(-1)  # [B, T', C]
+            return y if bias is None else y.add_(bias)
         if s == 1 and self.in_channels == 1:
             signal = F.pad(x[..., 0], (left_pad, 0)) if left_pad else x[..., 0]  # [B, left_pad + T]
             windows = signal.unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T', k]

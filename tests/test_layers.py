@@ -34,6 +34,9 @@ CASES = {
     "conv-k10-stride5": LayerCase(lambda: StreamingConv1d(3, 4, 10, stride=5), 3, 5, 1),
     "conv-k3-dilation3": LayerCase(lambda: StreamingConv1d(3, 5, 3, dilation=3), 3, 1, 1),
     "conv-k3-stride2-dilation2": LayerCase(lambda: StreamingConv1d(3, 5, 3, stride=2, dilation=2), 3, 2, 1),
+    "conv-k7-depthwise": LayerCase(lambda: StreamingConv1d(4, 4, 7, groups=4), 4, 1, 1),
+    "conv-k3-depthwise-dilation2": LayerCase(lambda: StreamingConv1d(4, 4, 3, dilation=2, groups=4), 4, 1, 1),
+    "conv-k3-grouped": LayerCase(lambda: StreamingConv1d(4, 6, 3, groups=2), 4, 1, 1),
     "convtr-k4-stride2": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 4, stride=2), 5, 1, 2),
     "convtr-k10-stride5": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 10, stride=5), 5, 1, 5),
     "convtr-k3-stride3": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 3, stride=3), 5, 1, 3),
@@ -123,7 +126,7 @@ def test_matches_the_textbook_operation(name: str) -> None:
         else:
             conv = layer.conv
             padded = F.pad(x, (layer.context, 0))
-            expected = F.conv1d(padded, conv.weight, conv.bias, layer.stride, 0, conv.dilation)
+            expected = F.conv1d(padded, conv.weight, conv.bias, layer.stride, 0, conv.dilation, conv.groups)
         torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
 
 
