@@ -6,7 +6,13 @@
 Flags:
     --model     the model to measure (a saved directory, a bundled name or
                 ``preset:NAME``; default ``preset:16khz``). The EnCodec-24k-sized
-                preset (``preset:24khz``) and libopus are always measured beside it.
+                preset (``preset:24khz``) and libopus are always measured beside it,
+                and so is the same model with the iSTFT decoder (``--istft``).
+    --istft     also measure ``--model`` with its decoder replaced by the iSTFT
+                decoder of the speech recipes (``configs/recipes/c_istft_logmel.yaml``:
+                width 384, 8 ConvNeXt blocks, n_fft 640), its encoder and codebooks
+                kept and the decoder untrained (default on; ``--no-istft`` to skip;
+                skipped when ``--model`` already has that decoder).
     --seconds   seconds of real speech to time (default 60): the clips of
                 ``--data`` concatenated, repeated if too short.
     --threads   torch thread counts to try (default 1,2).
@@ -15,7 +21,7 @@ Flags:
     --memory    input durations in seconds for the memory test (default
                 10,600,3600; '' to skip). The 1 h case takes a few minutes.
 
-What is printed:
+What is printed (every model in every section but memory):
 
 1. **Speed**: seconds of audio per second of wall-clock compute (``x`` real
    time) for encode and decode separately. The audio is cut into 10 s
@@ -54,6 +60,7 @@ Other processes on the machine slow every number; the load average is printed fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -76,6 +83,10 @@ from codec.sources import list_audio
 from eval.baselines import BaselineSetting, check_available, parse_baselines
 
 REFERENCE_SPEC = "preset:24khz"  # EnCodec-24k-sized architecture (codec.presets.codec_24khz)
+#: The iSTFT decoder of the speech recipes (configs/recipes/c_istft_logmel.yaml), built by :func:`with_istft_decoder`.
+ISTFT_DECODER = {"decoder": "istft", "decoder_dim": 384, "decoder_layers": 8, "n_fft": 640}
+ISTFT_SUFFIX = " + istft decoder"
+ISTFT_SEED = 0
 OPUS = "opus:6"  # libopus, 16 kHz VoIP, 6 kbps (eval.baselines)
 SEGMENT_S = 10.0  # length of each timed segment
 OPUS_RUNS = 5
@@ -121,6 +132,21 @@ class Speed:
 
     encode_x: float
     decode_x: float
+
+
+# ----- models ----------------------------------------------------------------------------------
+def with_istft_decoder(model: Codec, decoder: dict[str, object] = ISTFT_DECODER) -> Codec:
+    """``model`` with its decoder replaced by an untrained (seeded) iSTFT decoder, its encoder and codebooks kept.
+
+    What one-frame streaming and the command line cost with the iSTFT decoder
+    depends on its shape alone, so the bench measures it without a trained one.
+    """
+    config = dataclasses.replace(model.config, name=f"{model.config.name}-istft", **decoder)
+    torch.manual_seed(ISTFT_SEED)
+    built = Codec(config).eval()
+    built.encoder.load_state_dict(model.encoder.state_dict())
+    built.quantizer.load_state_dict(model.quantizer.state_dict())
+    return built
 
 
 # ----- audio ------------------------------------------------------------------------------------
@@ -280,10 +306,10 @@ def write_speech(path: Path, clips: list[torch.Tensor], seconds: float, rate: in
 
 
 def cli_model_arg(spec: str, model: Codec, directory: Path) -> str:
-    """What ``codec --model`` takes for ``spec``: the spec itself, or a saved copy of a preset."""
-    if not spec.startswith("preset:"):
+    """What ``codec --model`` takes for ``spec``: the spec itself, or a saved copy of a preset or a built model."""
+    if not spec.startswith("preset:") and not spec.endswith(ISTFT_SUFFIX):
         return spec
-    target = directory / spec.replace(":", "-")
+    target = directory / re.sub(r"[^A-Za-z0-9_.-]+", "-", spec)
     if not target.exists():
         model.save_pretrained(target)
     return str(target)
@@ -369,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="length of the file timed through the command line, 0 to skip (default: %(default)s)")
     parser.add_argument("--memory", default="10,600,3600",
                         help="input seconds for the peak-memory runs, '' to skip (default: %(default)s)")
+    parser.add_argument("--istft", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure --model with the speech recipes' iSTFT decoder (default: on)")
     args = parser.parse_args(argv)
     try:
         return _run_all(args, _int_list(args.threads))
@@ -381,6 +409,8 @@ def _run_all(args: argparse.Namespace, threads: list[int]) -> int:
     if args.seconds < SEGMENT_S or not threads:
         raise InputError(f"--seconds must be at least {SEGMENT_S:g} and --threads non-empty")
     models = {args.model: load_model(args.model)}
+    if args.istft and models[args.model].config.decoder != "istft":
+        models[args.model + ISTFT_SUFFIX] = with_istft_decoder(models[args.model])
     models.setdefault(REFERENCE_SPEC, load_model(REFERENCE_SPEC))
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {args.seconds:g} s of speech "
           f"from {args.data}")
@@ -401,8 +431,10 @@ def _run_all(args: argparse.Namespace, threads: list[int]) -> int:
         durations = _float_list(args.memory)
         if durations:
             _memory_section(args.model, model_args, clips16, durations, work)
-    print(f"\n(streaming p95 of {args.model}: {streams[args.model]['p95_ms']:.2f} ms per "
-          f"{streams[args.model]['latency_ms']:.0f} ms frame)")
+    for name in models:
+        if name != REFERENCE_SPEC:
+            print(f"\n(streaming p95 of {name}: {streams[name]['p95_ms']:.2f} ms per "
+                  f"{streams[name]['latency_ms']:.0f} ms frame)")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
