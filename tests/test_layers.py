@@ -151,14 +151,18 @@ LAYOUTS = {"time-major": ["time-major"], "alternating": ["time-major", "channels
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 @pytest.mark.parametrize("plan", CHUNK_PLANS.values(), ids=CHUNK_PLANS.keys())
 @pytest.mark.parametrize("layouts", LAYOUTS.values(), ids=LAYOUTS.keys())
-def test_time_major_streaming_equals_offline(case: LayerCase, plan: list[int], layouts: list[str]) -> None:
-    """Streamed time-major, or alternating with ``[B, C, T]`` calls on the same state, chunks give the offline output."""
+@pytest.mark.parametrize("batch", [1, BATCH], ids=lambda b: f"B{b}")
+def test_time_major_streaming_equals_offline(case: LayerCase, plan: list[int], layouts: list[str], batch: int) -> None:
+    """Streamed time-major, or alternating with ``[B, C, T]`` calls on the same state, chunks give the offline output.
+
+    One item one step at a time takes the one-window product of a single output row.
+    """
     layer = build(case)
-    x = torch.randn(BATCH, case.in_channels, 23 * case.in_step + (2 if case.in_step > 1 else 0))
+    x = torch.randn(batch, case.in_channels, 23 * case.in_step + (2 if case.in_step > 1 else 0))
     with torch.no_grad():
         offline = layer(x)
         outputs = []
-        with streaming(layer, batch_size=BATCH):
+        with streaming(layer, batch_size=batch):
             for i, part in enumerate(chunks(x.shape[-1], plan, case.in_step)):
                 if layouts[i % len(layouts)] == "time-major":
                     outputs.append(layer.time_major(x[..., part].transpose(1, 2)).transpose(1, 2))
