@@ -111,6 +111,8 @@ class OverlapAdd(StreamingModule[OverlapState]):
         batch, frames, _ = spectrum.shape
         hop, overlap = self.hop_length, self.n_fft // self.hop_length
         state = self.get_state(spectrum)
+        if frames == 1 and self.is_streaming:
+            return self._one_frame(spectrum, state)
         pieces = (spectrum @ self.basis).view(batch, frames, overlap, hop)  # [B, F, r, hop]
         # Block t receives piece j of frame t - j; the state holds what earlier calls left for blocks to come.
         out = pieces.new_zeros(batch, frames + overlap - 1, hop)  # [B, F + r - 1, hop]
@@ -121,6 +123,20 @@ class OverlapAdd(StreamingModule[OverlapState]):
         out[:, :pending] += state.tail
         self.set_state(OverlapState(out[:, frames * hop :]))
         return out[:, None, : frames * hop]
+
+    def _one_frame(self, spectrum: Tensor, state: OverlapState) -> Tensor:
+        """One streamed frame ``[B, 1, 2K]``: its first block plus the pending tail, the rest becomes the tail.
+
+        The same sums as :meth:`forward` (a block is its own piece plus what earlier frames left), in a few ops.
+        """
+        hop = self.hop_length
+        frame = torch.mm(spectrum[:, 0], self.basis)  # [B, n_fft]
+        out = frame[:, :hop] + state.tail[:, :hop]  # [B, hop]
+        tail = frame[:, hop:]  # [B, n_fft - hop]
+        if tail.shape[-1] > hop:  # frames further back still overlap the blocks after this one
+            tail[:, : -hop] += state.tail[:, hop:]
+        state.tail = tail
+        return out[:, None]
 
 
 @dataclass
