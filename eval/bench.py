@@ -6,7 +6,13 @@
 Flags:
     --model     the model to measure (a saved directory, a bundled name or
                 ``preset:NAME``; default ``preset:16khz``). The EnCodec-24k-sized
-                preset (``preset:24khz``) and libopus are always measured beside it.
+                preset (``preset:24khz``) and libopus are always measured beside it,
+                and so is the same model with the iSTFT decoder (``--istft``).
+    --istft     also measure ``--model`` with its decoder replaced by the iSTFT
+                decoder of the speech recipes (``configs/recipes/c_istft_logmel.yaml``:
+                width 384, 8 ConvNeXt blocks, n_fft 640), its encoder and codebooks
+                kept and the decoder untrained (default on; ``--no-istft`` to skip;
+                skipped when ``--model`` already has that decoder).
     --seconds   seconds of real speech to time (default 60): the clips of
                 ``--data`` concatenated, repeated if too short.
     --threads   torch thread counts to try (default 1,2).
@@ -15,7 +21,7 @@ Flags:
     --memory    input durations in seconds for the memory test (default
                 10,600,3600; '' to skip). The 1 h case takes a few minutes.
 
-What is printed:
+What is printed (every model in every section but memory):
 
 1. **Speed**: seconds of audio per second of wall-clock compute (``x`` real
    time) for encode and decode separately. The audio is cut into 10 s
@@ -53,6 +59,7 @@ Other processes on the machine slow every number; the load average is printed fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -75,6 +82,10 @@ from codec.sources import list_audio
 from eval.baselines import BaselineSetting, check_available, parse_baselines
 
 REFERENCE_SPEC = "preset:24khz"  # EnCodec-24k-sized architecture (codec.network.presets.codec_24khz)
+#: The iSTFT decoder of the speech recipes (configs/recipes/c_istft_logmel.yaml), built by :func:`with_istft_decoder`.
+ISTFT_DECODER = {"decoder": "istft", "decoder_dim": 384, "decoder_layers": 8, "n_fft": 640}
+ISTFT_SUFFIX = " + istft decoder"
+ISTFT_SEED = 0
 OPUS = "opus:6"  # libopus, 16 kHz VoIP, 6 kbps (eval.baselines)
 SEGMENT_S = 10.0  # length of each timed segment
 OPUS_RUNS = 5
@@ -120,6 +131,21 @@ class Speed:
 
     encode_x: float
     decode_x: float
+
+
+# ----- models ----------------------------------------------------------------------------------
+def with_istft_decoder(model: Codec, decoder: dict[str, object] = ISTFT_DECODER) -> Codec:
+    """``model`` with its decoder replaced by an untrained (seeded) iSTFT decoder, its encoder and codebooks kept.
+
+    What one-frame streaming and the command line cost with the iSTFT decoder
+    depends on its shape alone, so the bench measures it without a trained one.
+    """
+    config = dataclasses.replace(model.config, name=f"{model.config.name}-istft", **decoder)
+    torch.manual_seed(ISTFT_SEED)
+    built = Codec(config).eval()
+    built.encoder.load_state_dict(model.encoder.state_dict())
+    built.quantizer.load_state_dict(model.quantizer.state_dict())
+    return built
 
 
 # ----- audio ------------------------------------------------------------------------------------
@@ -279,10 +305,10 @@ def write_speech(path: Path, clips: list[torch.Tensor], seconds: float, rate: in
 
 
 def cli_model_arg(spec: str, model: Codec, directory: Path) -> str:
-    """What ``codec --model`` takes for ``spec``: the spec itself, or a saved copy of a preset."""
-    if not spec.startswith("preset:"):
+    """What ``codec --model`` takes for ``spec``: the spec itself, or a saved copy of a preset or a built model."""
+    if not spec.startswith("preset:") and not spec.endswith(ISTFT_SUFFIX):
         return spec
-    target = directory / spec.replace(":", "-")
+    target = directory / re.sub(r"[^A-Za-z0-9_.-]+", "-", spec)
     if not target.exists():
         model.save_pretrained(target)
     return str(target)
@@ -346,12 +372,18 @@ def run_speed(models: dict[str, Codec], clips_data: str, seconds: float, threads
 
 
 def run_all(
-    model_spec: str, data: str, seconds: float, threads: list[int], cli_seconds: float, memory_seconds: list[float]
+    model_spec: str, data: str, seconds: float, threads: list[int], cli_seconds: float, memory_seconds: list[float],
+    istft: bool = True,
 ) -> int:
-    """Runs every section and prints its table (the flags of ``codec bench`` are in the module docstring)."""
+    """Runs every section and prints its table (the flags of ``codec bench`` are in the module docstring).
+
+    With ``istft``, ``model_spec`` is also measured with the speech recipes' iSTFT decoder (:func:`with_istft_decoder`).
+    """
     if seconds < SEGMENT_S or not threads:
         raise InputError(f"--seconds must be at least {SEGMENT_S:g} and --threads non-empty")
     models = {model_spec: load_model(model_spec)}
+    if istft and models[model_spec].config.decoder != "istft":
+        models[model_spec + ISTFT_SUFFIX] = with_istft_decoder(models[model_spec])
     models.setdefault(REFERENCE_SPEC, load_model(REFERENCE_SPEC))
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {seconds:g} s of speech "
           f"from {data}")
@@ -371,8 +403,10 @@ def run_all(
         _startup_section(model_args[model_spec], clips16, work)
         if memory_seconds:
             _memory_section(model_spec, model_args, clips16, memory_seconds, work)
-    print(f"\n(streaming p95 of {model_spec}: {streams[model_spec]['p95_ms']:.2f} ms per "
-          f"{streams[model_spec]['latency_ms']:.0f} ms frame)")
+    for name in models:
+        if name != REFERENCE_SPEC:
+            print(f"\n(streaming p95 of {name}: {streams[name]['p95_ms']:.2f} ms per "
+                  f"{streams[name]['latency_ms']:.0f} ms frame)")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

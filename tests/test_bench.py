@@ -87,3 +87,20 @@ def test_critic_costs_time_every_critic_and_generator() -> None:
     assert all(params > 0 and seconds > 0 for _, params, seconds in rows)
     mrd_16, mrd_32 = rows[3][1], rows[4][1]
     assert mrd_32 > 3 * mrd_16  # the middle convolutions grow with the square of the channels
+
+
+def test_istft_variant_keeps_the_codes_and_streams(clips: list[torch.Tensor], tmp_path: Path) -> None:
+    """The bench's iSTFT-decoder variant encodes as the model does, streams per frame and runs through the CLI."""
+    model = seeded_tiny()
+    built = bench.with_istft_decoder(model, {"decoder": "istft", "decoder_dim": 16, "decoder_layers": 2,
+                                             "n_fft": 2 * model.hop_length})
+    assert built.config.decoder == "istft" and model.config.decoder == "seanet"
+    wav = bench.speech(clips, 0.5, RATE)[None, None]  # [1, 1, T]
+    assert torch.equal(built.encode(wav).codes, model.encode(wav).codes)
+    stream = bench.streaming_latency(built, wav[0, 0, :800])
+    assert stream["chunks"] == 800 // model.hop_length and 0 < stream["p50_ms"] <= stream["p95_ms"]
+    spec = "preset:tiny" + bench.ISTFT_SUFFIX
+    model_arg = bench.cli_model_arg(spec, built, tmp_path)
+    assert Path(model_arg).is_dir()
+    bench.time_cli(model_arg, bench.write_speech(tmp_path / "in.wav", clips, 0.5, RATE), tmp_path)
+    assert sf.info(str(tmp_path / "cli.wav")).frames == int(0.5 * RATE)

@@ -123,3 +123,16 @@ def test_save_and_load_keep_the_decoder(tmp_path: Path, speech: Speech) -> None:
     assert isinstance(loaded.decoder, ISTFTDecoder) and loaded.model_id == model.model_id
     wav = speech(model.sample_rate, index=2, seconds=0.5)
     torch.testing.assert_close(loaded.decode(loaded.encode(wav)), model.decode(model.encode(wav)), atol=0, rtol=0)
+
+
+def test_inference_layout_gives_the_training_layouts_numbers(speech: Speech) -> None:
+    """Without autograd the decoder runs time-major (folded MLP weights, depthwise windows); it matches autograd."""
+    model = fitted_model("istft")
+    wav = speech(model.sample_rate, index=2, seconds=0.5)
+    wav = torch.cat([wav, 0.5 * wav.flip(-1)])  # a batch of two
+    with torch.no_grad():
+        z = model.encoder(wav)
+        y = model.decoder(z)
+    y_ref = model.decoder(z.clone().requires_grad_())
+    assert y_ref.requires_grad and not y.requires_grad
+    torch.testing.assert_close(y, y_ref.detach(), atol=1e-5, rtol=1e-4)

@@ -34,6 +34,9 @@ CASES = {
     "conv-k10-stride5": LayerCase(lambda: StreamingConv1d(3, 4, 10, stride=5), 3, 5, 1),
     "conv-k3-dilation3": LayerCase(lambda: StreamingConv1d(3, 5, 3, dilation=3), 3, 1, 1),
     "conv-k3-stride2-dilation2": LayerCase(lambda: StreamingConv1d(3, 5, 3, stride=2, dilation=2), 3, 2, 1),
+    "conv-k7-depthwise": LayerCase(lambda: StreamingConv1d(4, 4, 7, groups=4), 4, 1, 1),
+    "conv-k3-depthwise-dilation2": LayerCase(lambda: StreamingConv1d(4, 4, 3, dilation=2, groups=4), 4, 1, 1),
+    "conv-k3-grouped": LayerCase(lambda: StreamingConv1d(4, 6, 3, groups=2), 4, 1, 1),
     "convtr-k4-stride2": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 4, stride=2), 5, 1, 2),
     "convtr-k10-stride5": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 10, stride=5), 5, 1, 5),
     "convtr-k3-stride3": LayerCase(lambda: StreamingConvTranspose1d(5, 3, 3, stride=3), 5, 1, 3),
@@ -123,7 +126,7 @@ def test_matches_the_textbook_operation(name: str) -> None:
         else:
             conv = layer.conv
             padded = F.pad(x, (layer.context, 0))
-            expected = F.conv1d(padded, conv.weight, conv.bias, layer.stride, 0, conv.dilation)
+            expected = F.conv1d(padded, conv.weight, conv.bias, layer.stride, 0, conv.dilation, conv.groups)
         torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -148,14 +151,18 @@ LAYOUTS = {"time-major": ["time-major"], "alternating": ["time-major", "channels
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 @pytest.mark.parametrize("plan", CHUNK_PLANS.values(), ids=CHUNK_PLANS.keys())
 @pytest.mark.parametrize("layouts", LAYOUTS.values(), ids=LAYOUTS.keys())
-def test_time_major_streaming_equals_offline(case: LayerCase, plan: list[int], layouts: list[str]) -> None:
-    """Streamed time-major, or alternating with ``[B, C, T]`` calls on the same state, chunks give the offline output."""
+@pytest.mark.parametrize("batch", [1, BATCH], ids=lambda b: f"B{b}")
+def test_time_major_streaming_equals_offline(case: LayerCase, plan: list[int], layouts: list[str], batch: int) -> None:
+    """Streamed time-major, or alternating with ``[B, C, T]`` calls on the same state, chunks give the offline output.
+
+    One item one step at a time takes the one-window product of a single output row.
+    """
     layer = build(case)
-    x = torch.randn(BATCH, case.in_channels, 23 * case.in_step + (2 if case.in_step > 1 else 0))
+    x = torch.randn(batch, case.in_channels, 23 * case.in_step + (2 if case.in_step > 1 else 0))
     with torch.no_grad():
         offline = layer(x)
         outputs = []
-        with streaming(layer, batch_size=BATCH):
+        with streaming(layer, batch_size=batch):
             for i, part in enumerate(chunks(x.shape[-1], plan, case.in_step)):
                 if layouts[i % len(layouts)] == "time-major":
                     outputs.append(layer.time_major(x[..., part].transpose(1, 2)).transpose(1, 2))

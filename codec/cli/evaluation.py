@@ -155,7 +155,8 @@ def _bench(args: argparse.Namespace) -> int:
     from eval.bench import run_all
 
     threads = numbers(args.threads, "--threads", int)
-    return run_all(args.model, args.data, args.seconds, threads, args.cli_seconds, numbers(args.memory, "--memory"))
+    return run_all(args.model, args.data, args.seconds, threads, args.cli_seconds, numbers(args.memory, "--memory"),
+                   istft=args.istft)
 
 
 def _register_bench(subparsers: argparse._SubParsersAction) -> None:
@@ -177,6 +178,8 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
                    help="length of the file timed through the command line, 0 to skip (default: %(default)s)")
     p.add_argument("--memory", default="10,600,3600",
                    help="input seconds for the peak-memory runs, '' to skip (default: %(default)s)")
+    p.add_argument("--istft", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure --model with the speech recipes' iSTFT decoder (default: on)")
     p.set_defaults(func=_bench)
 
 

@@ -27,6 +27,13 @@ frames it was given, so a chunked call would not equal a whole one, and a
 basis product exports to ONNX and TorchScript as plain matrix algebra. With
 ``n_fft = 2 * hop`` (640 samples at 16 kHz, 25 Hz per bin) the basis costs
 about 0.4 M multiply-adds per frame, a small part of the backbone's cost.
+
+Inference (no autograd, no tracing) runs time-major, ``[B, F, C]``
+(:meth:`ISTFTDecoder.time_major_spectrum`): the depthwise convolutions as
+one product over each window, the MLPs as two matrix products with weights
+transposed and scaled by ``gamma`` once per stream (:class:`BlockWeights`).
+A streamed frame then costs about 7.4 M multiply-adds, and reading the 30 MB
+of float32 weights they touch is most of its time on a CPU.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from codec.network.config import CodecConfig
-from codec.network.layers import StreamingConv1d
+from codec.network.layers import StreamingConv1d, eager_inference
 from codec.network.streaming import StreamingModule
 
 #: Largest magnitude a bin may take. A full-scale sine gives about ``0.32 * n_fft`` in its bin
@@ -111,6 +118,8 @@ class OverlapAdd(StreamingModule[OverlapState]):
         batch, frames, _ = spectrum.shape
         hop, overlap = self.hop_length, self.n_fft // self.hop_length
         state = self.get_state(spectrum)
+        if frames == 1 and self.is_streaming:
+            return self._one_frame(spectrum, state)
         pieces = (spectrum @ self.basis).view(batch, frames, overlap, hop)  # [B, F, r, hop]
         # Block t receives piece j of frame t - j; the state holds what earlier calls left for blocks to come.
         out = pieces.new_zeros(batch, frames + overlap - 1, hop)  # [B, F + r - 1, hop]
@@ -122,9 +131,41 @@ class OverlapAdd(StreamingModule[OverlapState]):
         self.set_state(OverlapState(out[:, frames * hop :]))
         return out[:, None, : frames * hop]
 
+    def _one_frame(self, spectrum: Tensor, state: OverlapState) -> Tensor:
+        """One streamed frame ``[B, 1, 2K]``: its first block plus the pending tail, the rest becomes the tail.
 
-class ConvNeXtBlock(nn.Module):
+        The same sums as :meth:`forward` (a block is its own piece plus what earlier frames left), in a few ops.
+        """
+        hop = self.hop_length
+        frame = torch.mm(spectrum[:, 0], self.basis)  # [B, n_fft]
+        out = frame[:, :hop] + state.tail[:, :hop]  # [B, hop]
+        tail = frame[:, hop:]  # [B, n_fft - hop]
+        if tail.shape[-1] > hop:  # frames further back still overlap the blocks after this one
+            tail[:, : -hop] += state.tail[:, hop:]
+        state.tail = tail
+        return out[:, None]
+
+
+@dataclass
+class BlockWeights:
+    """A ConvNeXt block's MLP as time-major inference multiplies it, built once per stream.
+
+    ``up`` [C, 3C] and ``down`` [3C, C] are the linear layers' weights
+    transposed (a one-row product runs about twice as fast on the
+    ``[in, out]`` layout), ``down`` and ``down_bias`` [C] scaled by ``gamma``.
+    """
+
+    up: Tensor
+    up_bias: Tensor
+    down: Tensor
+    down_bias: Tensor
+
+
+class ConvNeXtBlock(StreamingModule[BlockWeights]):
     """Causal ConvNeXt block at the frame rate: ``x + gamma * MLP(LayerNorm(depthwise_conv(x)))``.
+
+    Its streaming state holds no signal, only the inference weights
+    (:class:`BlockWeights`); the depthwise convolution keeps its own past.
 
     Args:
         dim: Channels in and out.
@@ -139,11 +180,24 @@ class ConvNeXtBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 3 * dim), nn.GELU(), nn.Linear(3 * dim, dim))
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
 
+    def init_state(self, x: Tensor) -> BlockWeights:
+        up, down = self.mlp[0], self.mlp[2]
+        return BlockWeights(up.weight.t().contiguous(), up.bias, (down.weight * self.gamma[:, None]).t().contiguous(),
+                            down.bias * self.gamma)
+
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, F] -> [B, C, F]."""
         y = self.dwconv(x).transpose(1, 2)  # [B, F, C]
         y = self.mlp(self.norm(y)) * self.gamma
         return x + y.transpose(1, 2)
+
+    def time_major(self, x: Tensor) -> Tensor:
+        """Inference in time-major layout, the layers called as functions: [B, F, C] -> [B, F, C]."""
+        weights, norm = self.get_state(x), self.norm
+        y = nn.functional.layer_norm(self.dwconv.time_major(x), norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        hidden = torch.addmm(weights.up_bias, y.view(-1, y.shape[-1]), weights.up)  # [B * F, 3C]
+        hidden = nn.functional.gelu(hidden, approximate=self.mlp[1].approximate)
+        return torch.addmm(weights.down_bias, hidden, weights.down).view_as(x).add_(x)
 
 
 class ISTFTDecoder(nn.Module):
@@ -169,10 +223,30 @@ class ISTFTDecoder(nn.Module):
     def spectrum(self, z: Tensor) -> Tensor:
         """Predicted complex spectra of ``z`` [B, D, F], as [B, F, 2K] (real parts, then imaginary parts)."""
         h = self.norm(self.blocks(self.input(z)).transpose(1, 2))  # [B, F, W]
-        log_magnitude, phase = self.head(h).chunk(2, dim=-1)  # [B, F, K] each
-        magnitude = log_magnitude.clamp(max=math.log(MAX_MAGNITUDE)).exp()
-        return torch.cat([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=-1)
+        return _complex_spectrum(self.head(h))
+
+    def time_major_spectrum(self, z: Tensor) -> Tensor:
+        """:meth:`spectrum` for inference, of ``z`` [B, F, D] in time-major layout: [B, F, 2K].
+
+        Every layer runs on ``[B, F, C]`` rows (no transposes, no module
+        calls), the convolutions as :meth:`StreamingConv1d.time_major`
+        products on the same streaming state.
+        """
+        h = self.input.time_major(z)  # [B, F, W]
+        for block in self.blocks:
+            h = block.time_major(h)
+        h = nn.functional.layer_norm(h, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
+        return _complex_spectrum(nn.functional.linear(h, self.head.weight, self.head.bias))
 
     def forward(self, z: Tensor) -> Tensor:
         """``z`` [B, D, F] -> audio [B, 1, F * hop]."""
+        if eager_inference(z, self):
+            return self.synthesis(self.time_major_spectrum(z.transpose(1, 2)))
         return self.synthesis(self.spectrum(z))
+
+
+def _complex_spectrum(head: Tensor) -> Tensor:
+    """Real and imaginary parts ``[B, F, 2K]`` of the head's log-magnitudes and phases ``[B, F, 2K]``."""
+    log_magnitude, phase = head.chunk(2, dim=-1)  # [B, F, K] each
+    magnitude = log_magnitude.clamp(max=math.log(MAX_MAGNITUDE)).exp()
+    return torch.cat([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=-1)

@@ -123,23 +123,38 @@ def time_major_conv(
     return y
 
 
-def _rows(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """``x[start:stop]``, without making a view when that is all of ``x`` (one-frame streaming makes hundreds)."""
-    return x if start == 0 and stop == x.shape[0] else x[start:stop]
+def _rows(x: torch.Tensor, start: int, stop: int, dim: int = 0) -> torch.Tensor:
+    """``x[start:stop]`` along ``dim``, without making a view when that is all of ``x`` (one-frame streaming makes
+    hundreds)."""
+    return x if start == 0 and stop == x.shape[dim] else x.narrow(dim, start, stop - start)
 
 
 @dataclass
 class ConvState:
     """Past input samples of a causal convolution, ``[B, C, e - s]`` at rest.
 
-    ``taps`` and ``bias`` are the time-major path's weights (see
+    ``previous`` is kept in the layout of the last call: ``[B, e - s, C]``
+    when ``time_major`` (so a time-major stream transposes nothing). ``taps``
+    and ``bias`` are the time-major path's weights (see
     :meth:`StreamingConv1d.time_major_weights`), folded from the weight norm
-    once per stream, on first use.
+    once per stream, on first use; ``window`` is the same weight as one
+    ``[e * C_in, C_out]`` matrix where one output row is one product with its
+    whole input window (see :meth:`StreamingConv1d.window_weight`).
     """
 
     previous: torch.Tensor
     taps: torch.Tensor | tuple[torch.Tensor, ...] | None = None
     bias: torch.Tensor | None = None
+    window: torch.Tensor | None = None
+    time_major: bool = False
+
+    def channels_first(self) -> torch.Tensor:
+        """``previous`` as ``[B, C, past]``."""
+        return self.previous.transpose(1, 2) if self.time_major else self.previous
+
+    def rows(self) -> torch.Tensor:
+        """``previous`` as ``[B, past, C]``."""
+        return self.previous if self.time_major else self.previous.transpose(1, 2)
 
 
 class StreamingConv1d(StreamingModule[ConvState]):
@@ -171,9 +186,11 @@ class StreamingConv1d(StreamingModule[ConvState]):
         self.in_channels, self.stride, self.dilation, self.kernel_size = in_channels, stride, dilation, kernel_size
         self.effective_kernel = (kernel_size - 1) * dilation + 1
         self.context = self.effective_kernel - stride
+        # One filter per channel (a ConvNeXt block's): time-major, an element-wise product over each window.
+        self.depthwise = 1 < groups == in_channels == out_channels and stride == 1
 
     def init_state(self, x: torch.Tensor) -> ConvState:
-        return ConvState(x.new_zeros(x.shape[0], x.shape[1], max(self.context, 0)))
+        return ConvState(x.new_zeros(x.shape[0], self.in_channels, max(self.context, 0)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolves ``x`` [B, C_in, T] into [B, C_out, (T + buffered) // stride]."""
@@ -183,9 +200,9 @@ class StreamingConv1d(StreamingModule[ConvState]):
             x = x[..., : x.shape[-1] // self.stride * self.stride]
             return conv1d(x, conv.weight, conv.bias, self.stride, conv.dilation[0], self.context, conv.groups)
         state = self.get_state(x)
-        x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, past + T]
+        x = torch.cat([state.channels_first(), x], dim=-1)  # [B, C_in, past + T]
         consumed = self._consumed(x.shape[-1])
-        state.previous = x[..., consumed:]
+        state.previous, state.time_major = x[..., consumed:], False
         return conv1d(x[..., : consumed + self.context], conv.weight, conv.bias, self.stride, conv.dilation[0],
                       groups=conv.groups)
 
@@ -203,37 +220,55 @@ class StreamingConv1d(StreamingModule[ConvState]):
         input viewed as ``[B, T / s, s * C]``, with the kernel front-padded to
         ``taps * s`` and cut into ``taps`` blocks (``taps - 1`` blocks of left
         context). A single input channel gathers its windows instead (a
-        product with one inner channel is slow). A grouped (depthwise)
-        convolution runs as :meth:`forward`, on the same state.
+        product with one inner channel is slow), and so does a depthwise
+        convolution (one filter per channel). Any other grouped convolution
+        runs as :meth:`forward`, on the same state.
         """
-        if self.conv.groups != 1:
+        if self.conv.groups != 1 and not self.depthwise:
             return self(x.transpose(1, 2)).transpose(1, 2)
         s = self.stride
         if not self._streaming:
             return self._time_major(x[:, : x.shape[1] // s * s], self.time_major_weights(), self.context)
-        state = self.get_state(x.transpose(1, 2))
+        state = self.get_state(x)
         if state.taps is None:
             taps, state.bias = self.time_major_weights()
-            matrices = self.in_channels > 1 and (self.stride == 1 or self.dilation == 1)
+            matrices = self.in_channels > 1 and not self.depthwise and (self.stride == 1 or self.dilation == 1)
             state.taps = taps.unbind(0) if matrices else taps  # one matrix per tap
+            state.window = self.window_weight(taps)
         if s == 1 and self.context == 0:  # pointwise: nothing to carry
             return self._time_major(x, (state.taps, state.bias), 0)
-        if state.previous.shape[-1]:
-            x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, past + T, C_in]
+        if self.context > 0:
+            x = torch.cat([state.rows(), x], dim=1)  # [B, past + T, C_in]
         consumed = self._consumed(x.shape[1])
-        state.previous = x[:, consumed:].transpose(1, 2)
-        return self._time_major(x[:, : consumed + self.context], (state.taps, state.bias), 0)
+        state.previous, state.time_major = x[:, consumed:], True
+        if x.shape[1] == self.effective_kernel and x.shape[0] == 1 and state.window is not None:  # one output
+            window = x.reshape(1, -1)  # [1, e * C_in], the whole input
+            y = torch.mm(window, state.window) if state.bias is None else torch.addmm(state.bias, window, state.window)
+            return y.view(1, 1, -1)
+        return self._time_major(_rows(x, 0, consumed + self.context, 1), (state.taps, state.bias), 0)
+
+    def window_weight(self, taps: torch.Tensor) -> torch.Tensor | None:
+        """The time-major ``taps`` as one ``[e * C_in, C_out]`` matrix (row ``i * C_in + c`` meets input
+        sample ``i`` of the window, channel ``c``), when the taps cover the window without gaps (no dilation,
+        a kernel of whole strides, several input channels); else None."""
+        whole = self.stride == 1 or self.kernel_size % self.stride == 0
+        if self.dilation != 1 or self.in_channels == 1 or self.depthwise or self.conv.groups != 1 or not whole:
+            return None
+        return taps.reshape(-1, taps.shape[-1])
 
     def time_major_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The weight as :meth:`time_major` multiplies it, and the bias.
 
         ``[k, C_in, C_out]`` taps for stride 1 (``[k, C_out]`` for one input
-        channel), ``[taps, s * C_in, C_out]`` blocks for stride ``s``, the
-        plain ``[C_out, C_in, k]`` weight for a dilated strided convolution.
+        channel, ``[C, k]`` filters for a depthwise convolution),
+        ``[taps, s * C_in, C_out]`` blocks for stride ``s``, the plain
+        ``[C_out, C_in, k]`` weight for a dilated strided convolution.
         """
         weight, bias = self.conv.weight, self.conv.bias  # [C_out, C_in, k]
         c_out, c_in, k = weight.shape
         s, d = self.stride, self.conv.dilation[0]
+        if self.depthwise:
+            return weight[:, 0].contiguous(), bias
         if s == 1 and c_in == 1:
             return weight[:, 0].t().contiguous(), bias
         if s == 1:
@@ -250,6 +285,13 @@ class StreamingConv1d(StreamingModule[ConvState]):
         """Convolves ``x`` [B, T, C_in] after ``left_pad`` zero samples; ``T + left_pad - e`` is a multiple of the stride."""
         taps, bias = weights
         s, d = self.stride, self.dilation
+        if self.depthwise:
+            signal = F.pad(x, (0, 0, left_pad, 0)) if left_pad else x  # [B, left_pad + T, C]
+            if signal.shape[1] < self.effective_kernel:
+                return x.new_empty(x.shape[0], 0, x.shape[2])
+            windows = signal.unfold(1, self.effective_kernel, 1)  # [B, T', C, e]
+            y = torch.linalg.vecdot(windows if d == 1 else windows[..., ::d], taps)  # [B, T', C]
+            return y if bias is None else y.add_(bias)
         if s == 1 and self.in_channels == 1:
             signal = F.pad(x[..., 0], (left_pad, 0)) if left_pad else x[..., 0]  # [B, left_pad + T]
             windows = signal.unfold(-1, self.effective_kernel, 1)[..., ::d]  # [B, T', k]
@@ -282,6 +324,16 @@ class ConvTransposeState:
     bias: torch.Tensor
     taps: tuple[torch.Tensor, ...] | None = None
     phase_bias: torch.Tensor | None = None
+    window: torch.Tensor | None = None  # the taps as one [taps * C_in, s * C_out] matrix
+    time_major: bool = False  # previous is [B, taps - 1, C_in]
+
+    def channels_first(self) -> torch.Tensor:
+        """``previous`` as ``[B, C_in, taps - 1]``."""
+        return self.previous.transpose(1, 2) if self.time_major else self.previous
+
+    def rows(self) -> torch.Tensor:
+        """``previous`` as ``[B, taps - 1, C_in]``."""
+        return self.previous if self.time_major else self.previous.transpose(1, 2)
 
 
 class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
@@ -314,7 +366,8 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         self.taps = -(-kernel_size // stride)
 
     def init_state(self, x: torch.Tensor) -> ConvTransposeState:
-        return ConvTransposeState(x.new_zeros(x.shape[0], x.shape[1], self.taps - 1), *self.polyphase_weight())
+        previous = x.new_zeros(x.shape[0], self.convtr.in_channels, self.taps - 1)
+        return ConvTransposeState(previous, *self.polyphase_weight())
 
     def polyphase_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The equivalent convolution's weight ``[C_out * s, C_in, taps]`` and bias ``[C_out * s]``."""
@@ -332,8 +385,8 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
             return x.new_zeros(batch, self.convtr.out_channels, 0)
         if self.is_streaming:
             state = self.get_state(x)
-            x = torch.cat([state.previous, x], dim=-1)  # [B, C_in, taps - 1 + F]
-            state.previous = x[..., x.shape[-1] - (self.taps - 1) :]
+            x = torch.cat([state.channels_first(), x], dim=-1)  # [B, C_in, taps - 1 + F]
+            state.previous, state.time_major = x[..., x.shape[-1] - (self.taps - 1) :], False
             weight, bias, padding = state.weight, state.bias, 0
         else:
             weight, bias = self.polyphase_weight()
@@ -355,14 +408,17 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
             taps, bias = self.time_major_weights()
             y = time_major_conv(x, taps, bias, 1, self.taps - 1)  # [B, F, s * C_out]
             return y.view(batch, frames * self.stride, self.out_channels)
-        state = self.get_state(x.transpose(1, 2))
+        state = self.get_state(x)
         if state.taps is None:
             taps, state.phase_bias = self.time_major_weights()
-            state.taps = taps.unbind(0)  # one matrix per tap
+            state.taps, state.window = taps.unbind(0), taps.reshape(-1, taps.shape[-1])  # per tap; all at once
         if self.taps > 1:
-            x = torch.cat([state.previous.transpose(1, 2), x], dim=1)  # [B, taps - 1 + F, C_in]
-            state.previous = x[:, frames:].transpose(1, 2)
-        y = time_major_conv(x, state.taps, state.phase_bias, 1, 0)  # [B, F, s * C_out]
+            x = torch.cat([state.rows(), x], dim=1)  # [B, taps - 1 + F, C_in]
+            state.previous, state.time_major = x[:, frames:], True
+        if frames == 1 and batch == 1:  # one frame: one product with its whole window
+            y = torch.addmm(state.phase_bias, x.reshape(1, -1), state.window)  # [1, s * C_out]
+        else:
+            y = time_major_conv(x, state.taps, state.phase_bias, 1, 0)  # [B, F, s * C_out]
         return y.view(batch, frames * self.stride, self.out_channels)
 
     def time_major_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -462,7 +518,7 @@ class StreamingLSTM(StreamingModule[LSTMState]):
         """Inference in time-major layout (:func:`lstm_time_major`): ``x`` and the result are [B, T, C]."""
         if x.shape[1] == 0:
             return x
-        state = self.get_state(x.transpose(1, 2))
+        state = self.get_state(x)
         if state.weights is None:
             state.weights = lstm_weights(self.lstm)
         y, h, c = lstm_time_major(x, state.weights, state.h, state.c)

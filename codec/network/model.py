@@ -169,12 +169,13 @@ class Codec(nn.Module):
             raise InputError(f"lengths must hold one value in 1..{total} per batch item, got {lengths.tolist()}")
         return lengths
 
-    def _pad(self, wav: Tensor, lengths: Tensor) -> Tensor:
-        """Zeroes samples past each length and right-pads to whole frames: [B, C, F * hop]."""
-        mask = torch.arange(wav.shape[-1], device=wav.device) < lengths[:, None]  # [B, T]
-        wav = wav * mask[:, None, :]
+    def _pad(self, wav: Tensor, lengths: Tensor | None) -> Tensor:
+        """Zeroes samples past each length (if given) and right-pads to whole frames: [B, C, F * hop]."""
+        if lengths is not None:
+            mask = torch.arange(wav.shape[-1], device=wav.device) < lengths[:, None]  # [B, T]
+            wav = wav * mask[:, None, :]
         pad = -wav.shape[-1] % self.hop_length
-        return nn.functional.pad(wav, (0, pad))
+        return nn.functional.pad(wav, (0, pad)) if pad else wav
 
     @torch.no_grad()
     def encode(
@@ -209,8 +210,9 @@ class Codec(nn.Module):
             raise InputError(
                 f"streaming chunks must be a multiple of {self.hop_length} samples, got {wav.shape[-1]}"
             )
-        lengths = self._lengths(wav, lengths)
-        z = self.encoder(self._pad(wav, lengths))  # [B, D, F]
+        given = None if lengths is None else self._lengths(wav, lengths)  # without, nothing to zero
+        z = self.encoder(self._pad(wav, given))  # [B, D, F]
+        lengths = self._lengths(wav, given)
         codes = self.quantizer.encode(z, n_q)  # [B, n_q, F]
         frame_lengths = (lengths + self.hop_length - 1) // self.hop_length
         return EncodedAudio(codes=codes, lengths=lengths, frame_lengths=frame_lengths)

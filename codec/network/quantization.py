@@ -120,12 +120,13 @@ def _nearest(x: Tensor, embed: Tensor, tables: SearchTables | None = None) -> Te
         return x.new_zeros(x.shape[0], dtype=torch.long)
     approx = torch.addmm(tables.norms, x, tables.embed_t, alpha=-2)  # [N, K]
     two, indices = approx.topk(2, dim=-1, largest=False)  # [N, 2] each, ascending
-    best, codes = two[:, 0], indices[:, 0].contiguous()  # [N]
+    (best, second), codes = two.unbind(1), indices.select(1, 0)  # [N] each
     unit = torch.finfo(approx.dtype).eps / 2
     gamma = x.shape[1] * unit / (1 - x.shape[1] * unit)
     limit = x.pow(2).sum(1).add_(tables.max_norm).mul_(4 * gamma).add_(best)  # [N]: best + band
-    rows = (two[:, 1] <= limit).nonzero().squeeze(1)  # [M]
-    if rows.numel():
+    company = second <= limit  # [N]
+    if company.any():  # a row whose best code has company in its band (few rows, if any)
+        rows = company.nonzero().squeeze(1)  # [M]
         near = approx[rows] <= limit[rows, None]  # [M, K]
         row, code = near.nonzero(as_tuple=True)  # candidate pairs, codes ascending within a row
         exact = (x[rows[row]] - embed[code]).pow(2).sum(-1)  # [P]
@@ -333,13 +334,14 @@ class ResidualVectorQuantizer(nn.Module):
         batch, dim, frames = z.shape
         residual = z.transpose(1, 2).reshape(-1, dim)  # [B * F, D]
         codes = []
-        for codebook in self.levels[:n_q]:
-            idx = codebook.encode(residual)
-            residual = residual - codebook.decode(idx)
-            codes.append(idx.view(batch, frames))
-        return torch.stack(codes, dim=1)
+        for level, codebook in enumerate(self.levels[:n_q]):
+            idx = codebook.encode(residual)  # [B * F]
+            if level + 1 < n_q:  # the last level's residual is not needed
+                residual = residual - codebook.decode(idx)
+            codes.append(idx)
+        return torch.stack(codes).view(n_q, batch, frames).transpose(0, 1).contiguous()  # [B, n_q, F]
 
     def decode(self, codes: Tensor) -> Tensor:
         """Latent ``[B, D, F]`` of codes ``[B, n, F]`` (``n <= n_q``)."""
-        out = sum(self.levels[i].decode(codes[:, i]) for i in range(codes.shape[1]))  # [B, F, D]
+        out = sum(level.decode(c) for level, c in zip(self.levels, codes.unbind(1)))  # [B, F, D]
         return out.transpose(1, 2)
