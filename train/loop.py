@@ -186,9 +186,9 @@ def snapshot_origin(name_or_path: str) -> tuple[float, int]:
     """The CPU seconds and step at which a run saved the snapshot ``name_or_path``; ``(0.0, 0)`` for other models.
 
     A fine-tune from a run's snapshot (``RUN/snapshots/cpu-<seconds>s``, listed in
-    ``RUN/snapshots/index.jsonl``) continues that run's CPU clock, step, learning-rate
-    schedule and data order: it is a branch of the run, and its own snapshots sit on
-    the same CPU-seconds axis.
+    ``RUN/snapshots/index.jsonl``) continues that run's CPU clock, step count and data
+    order (optimizers and the learning-rate warm-up start afresh): it is a branch of
+    the run, and its own snapshots sit on the same CPU-seconds axis.
     """
     snapshot = Path(os.path.expanduser(name_or_path))
     index = snapshot.parent / "index.jsonl"
