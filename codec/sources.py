@@ -78,6 +78,16 @@ def read_manifest(manifest: str | Path) -> list[ManifestEntry]:
     return entries
 
 
+def check_limit(limit: int | None) -> None:
+    """Checks a ``--limit`` of files: None (all) or at least 1.
+
+    Raises:
+        InputError: If ``limit`` is below 1.
+    """
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+
+
 def list_audio(source: str | Path, limit: int | None = None) -> list[Path]:
     """The audio files of a folder (recursive, sorted), of a manifest (in its order), or one audio file.
 
@@ -88,8 +98,9 @@ def list_audio(source: str | Path, limit: int | None = None) -> list[Path]:
 
     Raises:
         InputError: If ``source`` is none of these, a manifest line is
-            malformed, or no audio file is found.
+            malformed, no audio file is found, or ``limit`` is below 1.
     """
+    check_limit(limit)
     path = Path(source).expanduser()
     if path.is_dir():
         files = find_audio(path)
@@ -104,4 +115,4 @@ def list_audio(source: str | Path, limit: int | None = None) -> list[Path]:
         )
     if not files:
         raise InputError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found in {source}")
-    return files[:limit] if limit else files
+    return files[:limit]

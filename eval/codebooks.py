@@ -29,7 +29,7 @@ from codec import audio, measures
 from codec.atomic import write_json
 from codec.errors import InputError
 from codec.resolve import load_codec
-from codec.sources import list_audio
+from codec.sources import check_limit, list_audio
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,7 @@ def report(model_spec: str, data: str, limit: int | None = None, json_path: Path
     """
     from tqdm import tqdm
 
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1, got {limit}")
+    check_limit(limit)
     model = load_codec(model_spec)
     counter, seconds, start = CodeCounter(model.config.codebook_size), 0.0, time.perf_counter()
     for path in tqdm(list_audio(data, limit), desc="encoding", unit="file", disable=quiet):

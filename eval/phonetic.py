@@ -256,8 +256,7 @@ def compare(
     Returns:
         The exit status, 0.
     """
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1, got {limit}")
+    sources.check_limit(limit)
     start = time.perf_counter()
     cache = alignments or aligned.with_suffix(".phones.jsonl")
     found = list(align_manifest(read_manifest(aligned, limit), cache, quiet).values())

@@ -65,3 +65,8 @@ def test_bad_sources_raise_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "notes.csv").write_text("a.wav\n")
     with pytest.raises(InputError, match="neither a folder nor a manifest"):
         list_audio(tmp_path / "notes.csv")
+
+
+def test_a_limit_below_one_is_an_error_not_every_file() -> None:
+    with pytest.raises(InputError, match="--limit must be at least 1, got 0"):
+        list_audio(DATA_DIR, limit=0)

@@ -45,14 +45,13 @@ def names(text: str) -> list[str]:
 
 def _eval(args: argparse.Namespace) -> int:
     from codec.resolve import load_model
-    from codec.sources import list_audio
+    from codec.sources import check_limit, list_audio
     from eval.baselines import parse_baselines
     from eval.evaluate import evaluate, speakers_of
     from eval.listen import choose_files, write_page
     from eval.report import summary_table, to_json, write_report
 
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be at least 1, got {args.limit}")
+    check_limit(args.limit)
     if args.eval_rate < 8000:
         raise InputError(f"--eval-rate must be at least 8000 Hz (the baselines' lowest rate), got {args.eval_rate}")
     if args.listen < 0:
