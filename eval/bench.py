@@ -9,7 +9,7 @@ Flags:
                 preset (``preset:24khz``) and libopus are always measured beside it,
                 and so is the same model with the iSTFT decoder (``--istft``).
     --istft     also measure ``--model`` with its decoder replaced by the iSTFT
-                decoder of the speech recipes (``configs/recipes/c_istft_logmel.yaml``:
+                decoder of the speech recipe (``configs/speech16k.yaml``:
                 width 384, 8 ConvNeXt blocks, n_fft 640), its encoder and codebooks
                 kept and the decoder untrained (default on; ``--no-istft`` to skip;
                 skipped when ``--model`` already has that decoder).
@@ -73,6 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from codec import audio
 from codec.errors import CodecError, InputError
@@ -82,8 +83,10 @@ from codec.sources import list_audio
 from eval.baselines import BaselineSetting, check_available, parse_baselines
 
 REFERENCE_SPEC = "preset:24khz"  # EnCodec-24k-sized architecture (codec.network.presets.codec_24khz)
-#: The iSTFT decoder of the speech recipes (configs/recipes/c_istft_logmel.yaml), built by :func:`with_istft_decoder`.
-ISTFT_DECODER = {"decoder": "istft", "decoder_dim": 384, "decoder_layers": 8, "n_fft": 640}
+#: The speech recipe whose inverse-STFT decoder :func:`with_istft_decoder` builds.
+SPEECH_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "speech16k.yaml"
+#: The model settings that shape that decoder.
+ISTFT_KEYS = ("decoder", "decoder_dim", "decoder_layers", "n_fft")
 ISTFT_SUFFIX = " + istft decoder"
 ISTFT_SEED = 0
 OPUS = "opus:6"  # libopus, 16 kHz VoIP, 6 kbps (eval.baselines)
@@ -134,12 +137,20 @@ class Speed:
 
 
 # ----- models ----------------------------------------------------------------------------------
-def with_istft_decoder(model: Codec, decoder: dict[str, object] = ISTFT_DECODER) -> Codec:
+def with_istft_decoder(model: Codec, decoder: dict[str, object] | None = None) -> Codec:
     """``model`` with its decoder replaced by an untrained (seeded) iSTFT decoder, its encoder and codebooks kept.
 
     What one-frame streaming and the command line cost with the iSTFT decoder
     depends on its shape alone, so the bench measures it without a trained one.
+
+    Args:
+        model: The model whose encoder and codebooks are kept.
+        decoder: The decoder's model settings (:data:`ISTFT_KEYS`); default:
+            those of :data:`SPEECH_RECIPE`.
     """
+    if decoder is None:
+        recipe = yaml.safe_load(SPEECH_RECIPE.read_text())["model"]
+        decoder = {key: recipe[key] for key in ISTFT_KEYS}
     config = dataclasses.replace(model.config, name=f"{model.config.name}-istft", **decoder)
     torch.manual_seed(ISTFT_SEED)
     built = Codec(config).eval()

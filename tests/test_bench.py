@@ -104,3 +104,13 @@ def test_istft_variant_keeps_the_codes_and_streams(clips: list[torch.Tensor], tm
     assert Path(model_arg).is_dir()
     bench.time_cli(model_arg, bench.write_speech(tmp_path / "in.wav", clips, 0.5, RATE), tmp_path)
     assert sf.info(str(tmp_path / "cli.wav")).frames == int(0.5 * RATE)
+
+
+def test_istft_variant_takes_the_speech_recipes_decoder() -> None:
+    """Without settings, the variant's decoder is the one configs/speech16k.yaml trains, so the two stay in step."""
+    import yaml
+
+    recipe = yaml.safe_load(bench.SPEECH_RECIPE.read_text())["model"]
+    built = bench.with_istft_decoder(seeded_tiny())
+    assert recipe["decoder"] == "istft"
+    assert {key: getattr(built.config, key) for key in bench.ISTFT_KEYS} == {key: recipe[key] for key in bench.ISTFT_KEYS}
