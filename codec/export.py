@@ -167,7 +167,7 @@ def export(
 
 
 @contextlib.contextmanager
-def _quiet_tracer() -> Iterator[None]:
+def quiet_tracer() -> Iterator[None]:
     """Silences the tracer's warnings about shape-dependent branches and LSTM batch sizes, and the exporter's.
 
     The branches guard zero-length inputs, which the exported graphs do not
@@ -180,6 +180,7 @@ def _quiet_tracer() -> Iterator[None]:
         # The TorchScript-based exporter is chosen on purpose: the dynamo one needs onnxscript.
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*Only steps=1 can be constant folded.*")  # a flipped kernel
         yield
 
 
@@ -188,7 +189,7 @@ def _export_onnx(
 ) -> None:
     """Exports ``module`` with one input and one output, both ``[B, C, time]``."""
     axes = {names[0]: {0: "batch", 2: time_axes[0]}, names[1]: {0: "batch", 2: time_axes[1]}} if dynamic else None
-    with torch.no_grad(), _quiet_tracer():
+    with torch.no_grad(), quiet_tracer():
         atomic_write(
             path,
             lambda p: torch.onnx.export(
@@ -206,7 +207,7 @@ def _export_onnx(
 
 def _export_torchscript(module: nn.Module, example: Tensor, path: Path) -> None:
     """Traces ``module`` on ``example`` and saves it."""
-    with torch.no_grad(), _quiet_tracer():
+    with torch.no_grad(), quiet_tracer():
         traced = torch.jit.trace(module, (example,), check_trace=False)
     atomic_write(path, lambda p: torch.jit.save(traced, p))
 

@@ -34,7 +34,9 @@ What is printed (every model in every section but memory):
    compute time of each one-frame chunk (encode + decode) inside
    ``model.streaming()``, p50 and p95, on one thread: wall time, and the
    thread's CPU time (``time.thread_time``), which other processes on the
-   machine disturb far less.
+   machine disturb far less. Each model other than the 24 kHz reference is
+   also timed as its exported one-frame step (:mod:`codec.frame_step`) in
+   onnxruntime: the same codes and audio without PyTorch's per-op overhead.
 3. **Command line**: wall time of ``codec compress`` then ``codec decompress``
    of a ``--cli-seconds`` speech WAV in fresh processes on one thread,
    start-up included, against offline ``encode`` + ``decode`` of the same
@@ -68,7 +70,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,7 @@ import yaml
 
 from codec import audio
 from codec.errors import CodecError, InputError
+from codec.frame_step import StepRunner, export_step
 from codec.network.model import Codec
 from codec.resolve import load_codec as load_model
 from codec.sources import list_audio
@@ -88,6 +91,7 @@ SPEECH_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "speech16k.yam
 #: The model settings that shape that decoder.
 ISTFT_KEYS = ("decoder", "decoder_dim", "decoder_layers", "n_fft")
 ISTFT_SUFFIX = " + istft decoder"
+STEP_SUFFIX = ", exported step (onnxruntime)"
 ISTFT_SEED = 0
 OPUS = "opus:6"  # libopus, 16 kHz VoIP, 6 kbps (eval.baselines)
 SEGMENT_S = 10.0  # length of each timed segment
@@ -238,22 +242,36 @@ def streaming_latency(model: Codec, wav: torch.Tensor) -> dict[str, float]:
     Every whole frame of ``wav`` (at the model's rate) is one chunk; the first ten are also run untimed first.
     """
     torch.set_num_threads(1)
-    hop = model.hop_length
-    frames = wav[: wav.numel() // hop * hop].reshape(-1, 1, 1, hop)  # [N, 1, 1, hop]
-    times_ms, cpu_ms = [], []
+    frames = wav[: wav.numel() // model.hop_length * model.hop_length].reshape(-1, 1, 1, model.hop_length)
     with model.streaming(batch_size=1):
         for frame in frames[:10]:  # warm-up, not timed
             model.decode(model.encode(frame))
     with model.streaming(batch_size=1):
-        for frame in frames:
-            start, cpu_start = time.perf_counter(), time.thread_time()
-            model.decode(model.encode(frame))
-            times_ms.append(1000 * (time.perf_counter() - start))
-            cpu_ms.append(1000 * (time.thread_time() - cpu_start))
+        times = _frame_times(lambda frame: model.decode(model.encode(frame)), frames)
+    return {"latency_ms": 1000 * model.hop_length / model.sample_rate, **times}
+
+
+def step_latency(model: Codec, wav: torch.Tensor, directory: Path) -> dict[str, float]:
+    """:func:`streaming_latency` of ``model``'s exported one-frame step (:mod:`codec.frame_step`) in onnxruntime."""
+    runner = StepRunner(export_step(model, directory / f"step-{model.model_id}.onnx"), threads=1)
+    frames = wav[: wav.numel() // model.hop_length * model.hop_length].reshape(-1, 1, 1, model.hop_length)
+    for frame in frames[:10]:
+        runner(frame)
+    runner.reset()
+    return {"latency_ms": 1000 * model.hop_length / model.sample_rate, **_frame_times(runner, frames)}
+
+
+def _frame_times(run: Callable[[torch.Tensor], object], frames: torch.Tensor) -> dict[str, float]:
+    """Wall and thread-CPU p50 and p95 (ms) of ``run`` on each of ``frames``."""
+    times_ms, cpu_ms = [], []
+    for frame in frames:
+        start, cpu_start = time.perf_counter(), time.thread_time()
+        run(frame)
+        times_ms.append(1000 * (time.perf_counter() - start))
+        cpu_ms.append(1000 * (time.thread_time() - cpu_start))
     cuts, cpu_cuts = statistics.quantiles(times_ms, n=100), statistics.quantiles(cpu_ms, n=100)
-    return {"latency_ms": 1000 * hop / model.sample_rate, "p50_ms": statistics.median(times_ms),
-            "p95_ms": cuts[94], "cpu_p50_ms": statistics.median(cpu_ms), "cpu_p95_ms": cpu_cuts[94],
-            "chunks": len(times_ms)}
+    return {"p50_ms": statistics.median(times_ms), "p95_ms": cuts[94], "cpu_p50_ms": statistics.median(cpu_ms),
+            "cpu_p95_ms": cpu_cuts[94], "chunks": len(times_ms)}
 
 
 # ----- memory -----------------------------------------------------------------------------------
@@ -416,8 +434,9 @@ def run_all(
             _memory_section(model_spec, model_args, clips16, memory_seconds, work)
     for name in models:
         if name != REFERENCE_SPEC:
-            print(f"\n(streaming p95 of {name}: {streams[name]['p95_ms']:.2f} ms per "
-                  f"{streams[name]['latency_ms']:.0f} ms frame)")
+            eager, step = streams[name], streams[name + STEP_SUFFIX]
+            print(f"\n(streaming p95 of {name}: {eager['p95_ms']:.2f} ms per {eager['latency_ms']:.0f} ms frame "
+                  f"in PyTorch, {step['p95_ms']:.2f} ms as the exported step)")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
@@ -429,6 +448,11 @@ def _streaming_section(models: dict[str, Codec], data: str, opus: Speed | None) 
     wav16 = speech(speech_clips(data, 16000), STREAM_SECONDS, 16000)  # [T]
     streams = {name: streaming_latency(model, audio.resample(wav16, 16000, model.sample_rate))
                for name, model in models.items()}
+    with tempfile.TemporaryDirectory(prefix="codec-bench-step-") as tmp:
+        for name, model in models.items():
+            if name != REFERENCE_SPEC:
+                streams[name + STEP_SUFFIX] = step_latency(model, audio.resample(wav16, 16000, model.sample_rate),
+                                                           Path(tmp))
     ref = streams[REFERENCE_SPEC]["p50_ms"]
     # libopus: the mean compute of one 20 ms frame, from its offline speed on one thread.
     opus_ms = 20 * (1 / opus.encode_x + 1 / opus.decode_x) if opus else float("nan")

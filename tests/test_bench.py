@@ -44,6 +44,13 @@ def test_codec_speed_and_streaming_latency(clips: list[torch.Tensor]) -> None:
     assert 0 < stream["cpu_p50_ms"] <= stream["cpu_p95_ms"]
 
 
+def test_exported_step_latency(clips: list[torch.Tensor], tmp_path: Path) -> None:
+    model = seeded_tiny()
+    step = bench.step_latency(model, bench.speech(clips, 0.5, RATE)[:800], tmp_path)
+    assert step["latency_ms"] == 1000 * model.hop_length / RATE and step["chunks"] == 800 // model.hop_length
+    assert 0 < step["p50_ms"] <= step["p95_ms"] and 0 < step["cpu_p50_ms"] <= step["cpu_p95_ms"]
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 def test_opus_speed(clips: list[torch.Tensor]) -> None:
     speed = bench.time_opus(bench.speech(clips, 2.0, RATE), RATE, parse_baselines(bench.OPUS)[0], threads=1, runs=1)

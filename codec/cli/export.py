@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from codec import audio
-from codec.export import FORMATS, check_parity, check_precision, export, load_long_speech
+from codec.export import FORMATS, SUFFIXES, check_parity, check_precision, export, load_long_speech
+from codec.frame_step import check_step_parity, export_step
 from codec.resolve import MODEL_HELP, load_codec
 
 
@@ -24,6 +25,10 @@ def _export(args: argparse.Namespace) -> int:
     for files in written:
         print(f"  {files.encoder.name}, {files.decoder.name}")
         print("  " + check_parity(model, files, wav, args.kbps).format_line())
+        if args.step:
+            step = export_step(model, files.encoder.with_name(f"step{SUFFIXES[files.format]}"), args.kbps)
+            print(f"  {step.name}: one streamed frame, encode + decode, state in and out")
+            print("  " + check_step_parity(model, step, wav, args.kbps).format_line())
     return 0
 
 
@@ -52,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default=",".join(FORMATS), help="comma-separated: onnx, torchscript (default both)")
     p.add_argument("--kbps", type=float, default=None, help="bitrate, fixing the codebooks (default: all)")
     p.add_argument("--fixed-seconds", type=float, default=None, help="fixed input length (default: dynamic)")
+    p.add_argument("--step", action="store_true",
+                   help="also export the one-frame streaming step (frame and past in; codes, audio and past out)")
     p.set_defaults(func=_export)
 
     p = subparsers.add_parser(

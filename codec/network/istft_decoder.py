@@ -104,6 +104,8 @@ class OverlapAdd(StreamingModule[OverlapState]):
         hop_length: Samples between frames.
     """
 
+    carried = ("tail",)
+
     def __init__(self, n_fft: int, hop_length: int) -> None:
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length

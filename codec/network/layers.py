@@ -70,7 +70,8 @@ def conv1d(
     if n == 0:
         return x.new_zeros(x.shape[0], weight.shape[0], 0)
     # The op pads both sides (no copy of x); the outputs that only the right padding reaches are dropped.
-    return F.conv1d(x, weight, bias, stride, left_pad, dilation, groups)[..., :n]
+    y = F.conv1d(x, weight, bias, stride, left_pad, dilation, groups)
+    return y if left_pad == 0 else y[..., :n]  # unpadded, there is nothing to drop (and an exported graph no slice)
 
 
 def eager_inference(x: torch.Tensor, module: nn.Module) -> bool:
@@ -170,6 +171,8 @@ class StreamingConv1d(StreamingModule[ConvState]):
         groups: Channel groups (``in_channels`` for a depthwise convolution).
     """
 
+    carried = ("previous",)
+
     def __init__(
         self,
         in_channels: int,
@@ -203,8 +206,8 @@ class StreamingConv1d(StreamingModule[ConvState]):
         x = torch.cat([state.channels_first(), x], dim=-1)  # [B, C_in, past + T]
         consumed = self._consumed(x.shape[-1])
         state.previous, state.time_major = x[..., consumed:], False
-        return conv1d(x[..., : consumed + self.context], conv.weight, conv.bias, self.stride, conv.dilation[0],
-                      groups=conv.groups)
+        return conv1d(_rows(x, 0, consumed + self.context, -1), conv.weight, conv.bias, self.stride,
+                      conv.dilation[0], groups=conv.groups)
 
     def _consumed(self, length: int) -> int:
         """Samples of a streamed input of ``length`` (past included) that whole output frames use up."""
@@ -354,6 +357,8 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         stride: Upsampling factor.
     """
 
+    carried = ("previous",)
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
         super().__init__()
         if kernel_size < stride:
@@ -496,6 +501,8 @@ class StreamingLSTM(StreamingModule[LSTMState]):
         dimension: Channels in and out.
         num_layers: LSTM layers.
     """
+
+    carried = ("h", "c")
 
     def __init__(self, dimension: int, num_layers: int = 2) -> None:
         super().__init__()

@@ -125,7 +125,8 @@ def _nearest(x: Tensor, embed: Tensor, tables: SearchTables | None = None) -> Te
     gamma = x.shape[1] * unit / (1 - x.shape[1] * unit)
     limit = x.pow(2).sum(1).add_(tables.max_norm).mul_(4 * gamma).add_(best)  # [N]: best + band
     company = second <= limit  # [N]
-    if company.any():  # a row whose best code has company in its band (few rows, if any)
+    # A traced graph cannot hold this data-dependent branch: exported graphs take the fast distance alone.
+    if not torch.jit.is_tracing() and company.any():  # a row whose best code has company in its band (few rows)
         rows = company.nonzero().squeeze(1)  # [M]
         near = approx[rows] <= limit[rows, None]  # [M, K]
         row, code = near.nonzero(as_tuple=True)  # candidate pairs, codes ascending within a row

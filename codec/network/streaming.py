@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -34,8 +34,13 @@ class StreamingModule(nn.Module, Generic[State]):
     Subclasses implement :meth:`init_state` (the state before any input) and
     call :meth:`get_state` in their forward, then update that state in place
     (offline it is a fresh one, thrown away) or store a new one with
-    :meth:`set_state`.
+    :meth:`set_state`. :attr:`carried` names the fields of the state that
+    hold the signal's past (the rest are weights cached for the stream): an
+    exported one-frame step (:mod:`codec.frame_step`) takes and returns them
+    as tensors.
     """
+
+    carried: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()

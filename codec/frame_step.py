@@ -1,0 +1,217 @@
+"""One streamed frame, encode + decode, as an exported function of explicit state.
+
+Streaming in PyTorch (:meth:`Codec.streaming`) keeps each layer's past inside
+the layer and runs a few hundred small operations per 20 ms frame, each with
+Python's and the dispatcher's overhead. For real-time use the same frame is
+traced once into a graph whose inputs are the frame and the past of every
+causal layer (the fields each :class:`~codec.network.streaming.StreamingModule`
+names in ``carried``), and whose outputs are the frame's codes, its decoded
+audio and the updated past:
+
+    (frame [1, C, hop], past...) -> (codes [1, n_q, 1], audio [1, C, hop], past...)
+
+:func:`export_step` writes that graph as ONNX (run by onnxruntime) or
+TorchScript, with the weight norm folded, and :class:`StepRunner` runs it
+frame by frame, holding the past between calls. Fed frame by frame, it gives
+the codes and audio of offline :meth:`Codec.encode` and :meth:`Codec.decode`
+up to float rounding (:func:`check_step_parity` counts the differences).
+
+onnxruntime runs with subnormal floats flushed to zero
+(``session.set_denormal_as_zero``): the decaying tails of the LSTM and of the
+convolutions' past reach the subnormal range (below 1.2e-38), where each
+multiply costs tens of cycles; flushing changes no code and moves the audio
+by far less than the float32 rounding of the graph itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from codec.atomic import atomic_write
+from codec.errors import CodecError, InputError
+from codec.export import OPSET, Parity, quiet_tracer, count_real_differences, prepare_for_export
+from codec.network.model import Codec
+from codec.network.streaming import StreamingModule, streaming_modules
+
+STEP_FORMATS = {".onnx": "onnx", ".pt": "torchscript"}
+SHAPES_FILE = "step_shapes.json"  # input shapes, stored beside a TorchScript step
+
+
+class FrameStep(nn.Module):
+    """Encode + decode of one frame with every causal layer's past as explicit tensors; made to be traced.
+
+    Args:
+        model: The codec, prepared by :func:`~codec.export.prepare_for_export`.
+        n_q: Codebooks per frame.
+    """
+
+    def __init__(self, model: Codec, n_q: int) -> None:
+        super().__init__()
+        self.model, self.n_q = model, n_q
+        self.layers: list[StreamingModule] = list(streaming_modules(model))
+        probe = torch.zeros(1, 1, 1)
+        #: (layer index, field, shape) of each past tensor; empty ones (a pointwise layer's) are left out.
+        self.slots: list[tuple[int, str, tuple[int, ...]]] = []
+        for index, layer in enumerate(self.layers):
+            state = layer.init_state(probe)
+            for field in layer.carried:
+                shape = tuple(getattr(state, field).shape)
+                if 0 not in shape:
+                    self.slots.append((index, field, shape))
+
+    def initial_state(self) -> list[Tensor]:
+        """The past before the first frame: zeros, one tensor per slot."""
+        return [torch.zeros(shape) for _, _, shape in self.slots]
+
+    def forward(self, frame: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
+        """``frame`` [1, C, hop] and the past -> codes [1, n_q, 1], audio [1, C, hop] and the new past."""
+        if not torch.jit.is_tracing():
+            raise CodecError("FrameStep only runs while traced (export_step); in PyTorch, stream with Codec.streaming()")
+        by_layer: dict[int, list[tuple[str, Tensor]]] = {}
+        for (index, field, _), tensor in zip(self.slots, past, strict=True):
+            by_layer.setdefault(index, []).append((field, tensor))
+        for index, layer in enumerate(self.layers):
+            layer._streaming, layer._batch_size, layer._state = True, 1, None
+            if index in by_layer:
+                state = layer.init_state(frame)
+                for field, tensor in by_layer[index]:
+                    setattr(state, field, tensor)
+                layer._state = state
+        try:
+            codes = self.model.quantizer.encode(self.model.encoder(frame), self.n_q)  # [1, n_q, 1]
+            audio = self.model.decoder(self.model.quantizer.decode(codes))  # [1, C, hop]
+            new_past = [getattr(self.layers[index]._state, field) for index, field, _ in self.slots]
+        finally:
+            for layer in self.layers:
+                layer._streaming, layer._batch_size, layer._state = False, 0, None
+        return (codes, audio, *new_past)
+
+
+def export_step(model: Codec, path: str | Path, bandwidth_kbps: float | None = None) -> Path:
+    """Writes the one-frame step of ``model`` to ``path``: ONNX for ``.onnx``, TorchScript for ``.pt``.
+
+    Args:
+        model: The codec (left untouched: a copy is prepared).
+        path: Output file; its suffix picks the format.
+        bandwidth_kbps: Bitrate fixing the codebooks per frame (default: all).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        InputError: On another suffix.
+        BandwidthError: Unsupported ``bandwidth_kbps``.
+    """
+    path = Path(path)
+    if path.suffix not in STEP_FORMATS:
+        raise InputError(f"cannot export a step to {path.name}: name it .onnx (onnxruntime) or .pt (TorchScript)")
+    step = FrameStep(prepare_for_export(model), model.n_q_for_bandwidth(bandwidth_kbps)).eval()
+    past = step.initial_state()
+    frame = torch.zeros(1, model.config.channels, model.hop_length)
+    names = [f"past_{i}" for i in range(len(past))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), quiet_tracer():
+        if path.suffix == ".onnx":
+            atomic_write(path, lambda p: torch.onnx.export(
+                step, (frame, *past), p, input_names=["frame", *names],
+                output_names=["codes", "audio", *(f"next_{n}" for n in names)], opset_version=OPSET, dynamo=False,
+            ))
+        else:
+            traced = torch.jit.trace(step, (frame, *past), check_trace=False)
+            shapes = json.dumps([list(frame.shape), *(list(t.shape) for t in past)])  # a loaded trace keeps none
+            atomic_write(path, lambda p: torch.jit.save(traced, p, _extra_files={SHAPES_FILE: shapes}))
+    return path
+
+
+class StepRunner:
+    """Runs an exported step (:func:`export_step`) one frame per call, holding the past between calls.
+
+    Args:
+        path: A ``.onnx`` file (onnxruntime, subnormals flushed) or a ``.pt`` one (TorchScript).
+        threads: Threads of the ONNX session (TorchScript uses torch's setting).
+
+    Raises:
+        InputError: If ``path`` is missing or not an exported step.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        path = Path(path)
+        if path.suffix not in STEP_FORMATS or not path.is_file():
+            raise InputError(f"{path} is not an exported step file (.onnx or .pt from `codec export --step`)")
+        self.format = STEP_FORMATS[path.suffix]
+        if self.format == "onnx":
+            import onnxruntime  # the `export` extra
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            options.add_session_config_entry("session.set_denormal_as_zero", "1")
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            inputs = self._session.get_inputs()
+            self._names = [i.name for i in inputs]
+            shapes = [tuple(i.shape) for i in inputs]
+        else:
+            extra = {SHAPES_FILE: ""}
+            self._module = torch.jit.load(str(path), _extra_files=extra).eval()
+            shapes = [tuple(shape) for shape in json.loads(extra[SHAPES_FILE] or "[]")]
+        if not shapes or len(shapes[0]) != 3:
+            raise InputError(f"{path} is not an exported step: its first input is not a frame [1, C, hop]")
+        self.frame_shape, self._past_shapes = shapes[0], shapes[1:]
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the past: the next frame is the first of a new stream."""
+        self._past = [np.zeros(shape, np.float32) for shape in self._past_shapes]
+
+    def __call__(self, frame: Tensor) -> tuple[Tensor, Tensor]:
+        """Codes ``[1, n_q, 1]`` and audio ``[1, C, hop]`` of the next ``frame`` [1, C, hop] (float32)."""
+        if tuple(frame.shape) != self.frame_shape:
+            raise InputError(f"a step takes one frame shaped {list(self.frame_shape)}, got {list(frame.shape)}")
+        frame = frame.detach().to(torch.float32).contiguous()
+        if self.format == "onnx":
+            outputs = self._session.run(None, dict(zip(self._names, [frame.numpy(), *self._past])))
+            self._past = outputs[2:]
+            return torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1])
+        with torch.no_grad():
+            codes, audio, *past = self._module(frame, *(torch.from_numpy(p) for p in self._past))
+        self._past = [p.numpy() for p in past]
+        return codes, audio
+
+
+def check_step_parity(model: Codec, path: str | Path, wav: Tensor, bandwidth_kbps: float | None = None) -> Parity:
+    """Streams ``wav`` [1, C, T] frame by frame through an exported step and compares with offline PyTorch.
+
+    The audio is zero-padded to whole frames, as :meth:`Codec.encode` does.
+
+    Args:
+        model: The codec that was exported.
+        path: Its exported step.
+        wav: Audio at the model rate.
+        bandwidth_kbps: The bitrate of the export.
+
+    Returns:
+        A :class:`~codec.export.Parity` of the streamed codes and audio against offline ``encode`` and ``decode``.
+    """
+    runner = StepRunner(path)
+    wav = nn.functional.pad(wav, (0, -wav.shape[-1] % model.hop_length))
+    codes = model.encode(wav, bandwidth_kbps=bandwidth_kbps).codes  # [1, n_q, F]
+    reference = model.decode(codes)  # [1, C, F * hop]
+    streamed = [runner(frame) for frame in wav.split(model.hop_length, dim=-1)]
+    step_codes = torch.cat([c for c, _ in streamed], dim=-1)
+    decoded = torch.cat([a for _, a in streamed], dim=-1)
+    if step_codes.shape != codes.shape:
+        raise CodecError(f"the step gives codes shaped {tuple(step_codes.shape)}, PyTorch {tuple(codes.shape)}: "
+                         "export it again at this bitrate")
+    cosine = nn.functional.cosine_similarity(decoded.flatten().double(), reference.flatten().double(), dim=0)
+    return Parity(
+        format=f"{runner.format} step",
+        codes_equal=float((step_codes == codes).double().mean()),
+        not_near_ties=count_real_differences(model, wav, codes, step_codes),
+        max_abs_diff=float((decoded - reference).abs().max()),
+        cosine=float(cosine),
+        n_codes=codes.numel(),
+    )
