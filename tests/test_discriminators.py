@@ -1,4 +1,4 @@
-"""Discriminator outputs and adversarial losses."""
+"""Discriminator outputs, adversarial losses and the spectral reconstruction losses."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from train.config import DiscConfig
 from train.discriminators import Discriminators
 from train.losses import (
     LogMelLoss,
+    PhaseDerivativeLoss,
     build_mel_loss,
     discriminator_loss,
     feature_matching_loss,
@@ -108,6 +109,26 @@ def test_log_mel_loss_is_zero_for_equal_signals_and_log10_of_a_gain(speech) -> N
     assert 0.25 < gained <= 0.30103 + 1e-5
     noisy = wav + 0.01 * torch.randn_like(wav)
     assert float(loss(noisy, wav)) > 0.05
+
+
+def test_phase_loss_sees_incoherent_phase_that_the_mel_loss_misses(speech) -> None:
+    """Same magnitudes, scrambled phases: the log-mel loss barely moves, the phase loss does; a sign flip (a
+    constant phase offset in every bin) changes neither."""
+    wav = speech(16000, index=0, seconds=1.0)  # [1, 1, T]
+    phase, mel = PhaseDerivativeLoss((512, 1024)), LogMelLoss(16000, (512, 1024), (80, 160))
+    assert float(phase(wav, wav)) == 0.0
+    assert float(phase(-wav, wav)) < 1e-4  # waveform L1 would be twice the signal's
+    window = torch.hann_window(640)
+    spec = torch.stft(wav[0], 640, 160, window=window, return_complex=True)
+    torch.manual_seed(0)
+    scrambled = torch.polar(spec.abs(), 2 * torch.pi * torch.rand(spec.shape))
+    incoherent = torch.istft(scrambled, 640, 160, window=window, length=wav.shape[-1])[None]
+    assert float(phase(incoherent, wav)) > 1.5 > 4 * float(mel(incoherent, wav))
+    x_hat = wav.clone().requires_grad_()
+    phase(0.5 * x_hat + 0.01 * torch.randn_like(wav), wav).backward()
+    assert torch.isfinite(x_hat.grad).all() and x_hat.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="phase_windows"):
+        PhaseDerivativeLoss(())
 
 
 def test_mel_loss_kinds_and_their_errors() -> None:

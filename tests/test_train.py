@@ -175,6 +175,15 @@ def test_istft_decoder_trains_with_log_mel_and_without_critics(tmp_path: Path) -
     assert train(config, tmp_path / "run", resume=True, quiet=True) == exported  # resumes with the idle critic optimizer
 
 
+def test_phase_loss_joins_the_balanced_losses(tmp_path: Path) -> None:
+    config = tiny(**{"loss.phase": 1.0, "loss.phase_windows": [64, 128], "disc.kinds": [], "steps": 2,
+                     "checkpoint_every": 2})
+    train(config, tmp_path / "run", quiet=True)
+    balancer = torch.load(next((tmp_path / "run" / "checkpoints").glob("step-*/custom_checkpoint_0.pkl")),
+                          weights_only=False)
+    assert {"mel", "phase"} <= set(balancer["norm_sums"])
+
+
 def test_mrd_critic_trains_the_istft_decoder(tmp_path: Path) -> None:
     config = tiny(**{"model.decoder": "istft", "model.decoder_dim": 16, "model.decoder_layers": 2, "model.n_fft": 16,
                      "disc.kinds": ["mrd"], "disc.mrd_windows": [256, 128], "disc.mrd_channels": 4,

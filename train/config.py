@@ -92,6 +92,9 @@ class LossConfig:
         mel_windows: Window (= FFT) sizes of the mel losses; hop is a quarter.
         mel_bins: Mel bins, one count for every window or one per window
             (DAC: windows 32 ... 2048 with 5 ... 320 bins).
+        phase: Weight of the phase-derivative loss
+            (:class:`train.losses.PhaseDerivativeLoss`); 0 leaves it out.
+        phase_windows: STFT windows of the phase loss (hop a quarter).
         adversarial_kind: ``"hinge"`` or ``"lsgan"``.
         balancer: Use the gradient balancer; else plain weighted sum.
         balancer_decay: EMA decay of the balancer's gradient norms (EnCodec: 0.999).
@@ -105,6 +108,8 @@ class LossConfig:
     mel_kind: str = "auraloss"
     mel_windows: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
     mel_bins: int | tuple[int, ...] = 64
+    phase: float = 0.0
+    phase_windows: tuple[int, ...] = (512, 1024, 2048)
     adversarial_kind: str = "hinge"
     balancer: bool = True
     balancer_decay: float = 0.999

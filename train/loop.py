@@ -36,6 +36,7 @@ from train.config import OptimConfig, TrainConfig
 from train.data import CropDataset, ShardDataset, StepSampler, is_shard_source, load_excerpt, split_entries
 from train.discriminators import Discriminators
 from train.losses import (
+    PhaseDerivativeLoss,
     build_mel_loss,
     discriminator_loss,
     feature_matching_loss,
@@ -223,6 +224,7 @@ class Parts:
     balancer: Balancer
     semantic: SemanticDistillation | None
     mel_loss: torch.nn.Module
+    phase_loss: PhaseDerivativeLoss | None
     progress: Progress
     checkpoints: Checkpoints
     loader: DataLoader
@@ -327,7 +329,8 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
         semantic.head = accelerator.prepare(semantic.head)  # saved in checkpoints; not part of the exported codec
     codec, critic = accelerator.unwrap_model(model), accelerator.unwrap_model(disc)
     loss = config.loss
-    weights = {"l1": loss.l1, "mel": loss.mel, "adversarial": loss.adversarial, "feature": loss.feature}
+    weights = {"l1": loss.l1, "mel": loss.mel, "phase": loss.phase, "adversarial": loss.adversarial,
+               "feature": loss.feature}
     balancer = Balancer(weights, loss.balancer_decay, reduce=lambda t: accelerator.reduce(t, "mean"))
     progress = Progress()
     if config.init and not resume:
@@ -352,6 +355,7 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
                for e in valid_entries[: config.data.valid_items]],
         mel_loss=build_mel_loss(loss.mel_kind, codec.sample_rate, loss.mel_windows, loss.mel_bins).to(
             accelerator.device),
+        phase_loss=PhaseDerivativeLoss(loss.phase_windows).to(accelerator.device) if loss.phase > 0 else None,
         adversarial=bool(config.disc.kinds) and (loss.adversarial > 0 or loss.feature > 0),
     )
 
@@ -420,6 +424,8 @@ def generator_step(
         losses = {"mel": parts.mel_loss(wav_hat, wav)}
         if loss.l1 > 0:  # DAC trains without it; skipping saves its backward pass in the balancer
             losses["l1"] = F.l1_loss(wav_hat, wav)
+        if parts.phase_loss is not None:
+            losses["phase"] = parts.phase_loss(wav_hat, wav)
         if adversarial:
             fake = parts.critic(wav_hat)
             with torch.no_grad():

@@ -82,6 +82,56 @@ class LogMelLoss(torch.nn.Module):
         return total / len(self.mels)
 
 
+class PhaseDerivativeLoss(torch.nn.Module):
+    """Phase-aware spectral loss: the STFT's phase advance along time and along frequency, compared as complex numbers.
+
+    A magnitude loss (mel, log-mel) leaves each bin's phase free, and a
+    decoder trained by it alone renders voiced speech with phases that do
+    not advance coherently from frame to frame: the overlap-add smears the
+    harmonics into noise. Waveform L1 pins phase, but also the absolute
+    phase that the codes cannot carry, and it muffles. This loss compares
+    what pitch does determine: the phase advance from one frame to the next
+    (the instantaneous frequency) and from one bin to the next (the group
+    delay), as APNet does with anti-wrapped phase differences (Ai and Ling,
+    arXiv 2305.09174). Written on complex products rather than angles, so no
+    gradient divides by a vanishing magnitude: with ``C(S) = S |S|^(p - 1)``
+    (power-law compression, p = 0.3, so that quiet harmonics count), the
+    time term is ``mean |C(Y)_t conj(C(Y)_{t-1}) - C(X)_t conj(C(X)_{t-1})|``
+    over ``mean |C(X)_t conj(C(X)_{t-1})|`` (the same along frequency), which
+    a constant phase offset per bin leaves unchanged. The result is the mean
+    over windows of the two terms' sum.
+
+    Args:
+        windows: STFT windows (Hann, hop a quarter of the window).
+        power: Magnitude compression exponent.
+    """
+
+    def __init__(self, windows: tuple[int, ...], power: float = 0.3) -> None:
+        super().__init__()
+        if not windows:
+            raise ConfigError("loss.phase_windows: give at least one STFT window for the phase loss")
+        self.windows, self.power = windows, power
+        for w in windows:
+            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+
+    def _compressed(self, wav: Tensor, w: int) -> Tensor:
+        spec = torch.stft(wav.flatten(0, 1), w, w // 4, window=getattr(self, f"window_{w}"), return_complex=True)
+        power = spec.real.square() + spec.imag.square() + 1e-10  # [B, K, F]
+        return spec * power.pow((self.power - 1) / 2)
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        """``x_hat`` and ``x`` are [B, 1, T]."""
+        total = x_hat.new_zeros(())
+        for w in self.windows:
+            y, ref = self._compressed(x_hat, w), self._compressed(x, w)
+            for dim in (-1, -2):  # along time (instantaneous frequency), along frequency (group delay)
+                n = y.shape[dim]
+                d_y = y.narrow(dim, 1, n - 1) * y.narrow(dim, 0, n - 1).conj()
+                d_ref = ref.narrow(dim, 1, n - 1) * ref.narrow(dim, 0, n - 1).conj()
+                total = total + (d_y - d_ref).abs().mean() / d_ref.abs().mean().clamp(min=1e-8)
+        return total / len(self.windows)
+
+
 def build_mel_loss(kind: str, sample_rate: int, windows: tuple[int, ...], n_mels: int | tuple[int, ...]):
     """The reconstruction loss named by ``kind``: ``"auraloss"`` (:class:`MelLoss`) or ``"log_mel"`` (:class:`LogMelLoss`).
 
