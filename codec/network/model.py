@@ -324,11 +324,13 @@ class Codec(nn.Module):
         """
         path = _model_directory(name_or_path)
         config = read_config(path / CONFIG_FILE)
-        with torch.device("meta"):  # shapes only: nothing is allocated before the weights are checked
-            expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
-        tensors = _read_weights(path / WEIGHTS_FILE, expected, map_location)
+        # The codebooks, which the config can make large, are checked against the file before anything is
+        # built; the rest after one build on the CPU. (A shapes-only build on the meta device would run its
+        # initialisers through torch's decompositions, which import sympy: 2 s and 165 MB on every load.)
+        _read_weights(path / WEIGHTS_FILE, _codebook_shapes(config), map_location, header_only=True)
         model = cls(config)
-        model.load_state_dict(tensors)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        model.load_state_dict(_read_weights(path / WEIGHTS_FILE, expected, map_location))
         return model.to(map_location).eval()
 
 
@@ -370,8 +372,18 @@ def read_config(path: Path) -> CodecConfig:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def _read_weights(path: Path, expected: dict[str, tuple[int, ...]], device: str) -> dict[str, Tensor]:
+def _codebook_shapes(config: CodecConfig) -> dict[str, tuple[int, ...]]:
+    """The shapes of the codebooks of a model of ``config``, without building it."""
+    return {f"quantizer.levels.{i}.embed": (config.codebook_size, config.dimension) for i in range(config.n_q)}
+
+
+def _read_weights(
+    path: Path, expected: dict[str, tuple[int, ...]], device: str, header_only: bool = False
+) -> dict[str, Tensor]:
     """Reads the tensors of ``path`` after checking their names and shapes against ``expected``.
+
+    With ``header_only``, only checks that the file holds every tensor of
+    ``expected`` with its shape (others may exist too), and reads nothing.
 
     Floating tensors come back as stored (a float16 file stays float16 here:
     ``load_state_dict`` casts while copying, so no float32 copy of the whole
@@ -387,6 +399,9 @@ def _read_weights(path: Path, expected: dict[str, tuple[int, ...]], device: str)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            if header_only:
+                _check_shapes(path, {k: v for k, v in shapes.items() if k in expected}, expected)
+                return {}
             _check_shapes(path, shapes, expected)
             tensors = {k: f.get_tensor(k) for k in shapes}
     except SafetensorError as e:
