@@ -95,6 +95,7 @@ class LossConfig:
         phase: Weight of the phase-derivative loss
             (:class:`train.losses.PhaseDerivativeLoss`); 0 leaves it out.
         phase_windows: STFT windows of the phase loss (hop a quarter).
+        phase_power: Magnitude exponent of the phase loss (1: loud bins weigh most).
         adversarial_kind: ``"hinge"`` or ``"lsgan"``.
         balancer: Use the gradient balancer; else plain weighted sum.
         balancer_decay: EMA decay of the balancer's gradient norms (EnCodec: 0.999).
@@ -110,6 +111,7 @@ class LossConfig:
     mel_bins: int | tuple[int, ...] = 64
     phase: float = 0.0
     phase_windows: tuple[int, ...] = (512, 1024, 2048)
+    phase_power: float = 1.0
     adversarial_kind: str = "hinge"
     balancer: bool = True
     balancer_decay: float = 0.999

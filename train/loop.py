@@ -355,7 +355,7 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
                for e in valid_entries[: config.data.valid_items]],
         mel_loss=build_mel_loss(loss.mel_kind, codec.sample_rate, loss.mel_windows, loss.mel_bins).to(
             accelerator.device),
-        phase_loss=PhaseDerivativeLoss(loss.phase_windows).to(accelerator.device) if loss.phase > 0 else None,
+        phase_loss=PhaseDerivativeLoss(loss.phase_windows, loss.phase_power).to(accelerator.device) if loss.phase > 0 else None,
         adversarial=bool(config.disc.kinds) and (loss.adversarial > 0 or loss.feature > 0),
     )
 

@@ -95,18 +95,26 @@ class PhaseDerivativeLoss(torch.nn.Module):
     delay), as APNet does with anti-wrapped phase differences (Ai and Ling,
     arXiv 2305.09174). Written on complex products rather than angles, so no
     gradient divides by a vanishing magnitude: with ``C(S) = S |S|^(p - 1)``
-    (power-law compression, p = 0.3, so that quiet harmonics count), the
-    time term is ``mean |C(Y)_t conj(C(Y)_{t-1}) - C(X)_t conj(C(X)_{t-1})|``
-    over ``mean |C(X)_t conj(C(X)_{t-1})|`` (the same along frequency), which
-    a constant phase offset per bin leaves unchanged. The result is the mean
+    (``p`` < 1 compresses magnitudes), the time term is
+    ``mean |C(Y)_t conj(C(Y)_{t-1}) - C(X)_t conj(C(X)_{t-1})|`` over
+    ``mean |C(X)_t conj(C(X)_{t-1})|`` (the same along frequency), which a
+    constant phase offset per bin leaves unchanged. The result is the mean
     over windows of the two terms' sum.
+
+    Uncompressed (``p = 1``) the loud bins, where voiced speech puts its
+    harmonics, weigh most; compressed, the noise-like quiet bins, whose
+    phase no decoder can predict, dominate. On six dev clips at 2 kbps
+    (windows 512, 1024, 2048), ``p = 1`` scores the shipped SEANet model,
+    whose output shows harmonics, at 0.96, an iSTFT model trained by the
+    log-mel loss alone (smeared harmonics) at 2.40, and the reference with
+    scrambled phases at 1.82; ``p = 0.3`` gives 1.92, 2.22 and 1.71.
 
     Args:
         windows: STFT windows (Hann, hop a quarter of the window).
-        power: Magnitude compression exponent.
+        power: Magnitude exponent ``p``.
     """
 
-    def __init__(self, windows: tuple[int, ...], power: float = 0.3) -> None:
+    def __init__(self, windows: tuple[int, ...], power: float = 1.0) -> None:
         super().__init__()
         if not windows:
             raise ConfigError("loss.phase_windows: give at least one STFT window for the phase loss")
