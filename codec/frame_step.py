@@ -39,7 +39,7 @@ from codec.network.model import Codec
 from codec.network.streaming import StreamingModule, streaming_modules
 
 STEP_FORMATS = {".onnx": "onnx", ".pt": "torchscript"}
-SHAPES_FILE = "step_shapes.json"  # input shapes, stored beside a TorchScript step
+SHAPES_FILE = "step_inputs.json"  # input shapes and types, stored beside a TorchScript step
 
 
 class FrameStep(nn.Module):
@@ -55,18 +55,17 @@ class FrameStep(nn.Module):
         self.model, self.n_q = model, n_q
         self.layers: list[StreamingModule] = list(streaming_modules(model))
         probe = torch.zeros(1, 1, 1)
-        #: (layer index, field, shape) of each past tensor; empty ones (a pointwise layer's) are left out.
-        self.slots: list[tuple[int, str, tuple[int, ...]]] = []
+        #: (layer index, field, zeros) of each past tensor; empty ones (a pointwise layer's) are left out.
+        self.slots: list[tuple[int, str, Tensor]] = []
         for index, layer in enumerate(self.layers):
             state = layer.init_state(probe)
             for field in layer.carried:
-                shape = tuple(getattr(state, field).shape)
-                if 0 not in shape:
-                    self.slots.append((index, field, shape))
+                if getattr(state, field).numel():
+                    self.slots.append((index, field, torch.zeros_like(getattr(state, field))))
 
     def initial_state(self) -> list[Tensor]:
         """The past before the first frame: zeros, one tensor per slot."""
-        return [torch.zeros(shape) for _, _, shape in self.slots]
+        return [zeros.clone() for _, _, zeros in self.slots]
 
     def forward(self, frame: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
         """``frame`` [1, C, hop] and the past -> codes [1, n_q, 1], audio [1, C, hop] and the new past."""
@@ -123,7 +122,8 @@ def export_step(model: Codec, path: str | Path, bandwidth_kbps: float | None = N
             ))
         else:
             traced = torch.jit.trace(step, (frame, *past), check_trace=False)
-            shapes = json.dumps([list(frame.shape), *(list(t.shape) for t in past)])  # a loaded trace keeps none
+            # A loaded trace keeps no input shapes or types: they go beside it.
+            shapes = json.dumps([[list(t.shape), str(t.dtype).removeprefix("torch.")] for t in (frame, *past)])
             atomic_write(path, lambda p: torch.jit.save(traced, p, _extra_files={SHAPES_FILE: shapes}))
     return path
 
@@ -154,18 +154,20 @@ class StepRunner:
             inputs = self._session.get_inputs()
             self._names = [i.name for i in inputs]
             shapes = [tuple(i.shape) for i in inputs]
+            dtypes = ["float64" if i.type == "tensor(double)" else "float32" for i in inputs]
         else:
             extra = {SHAPES_FILE: ""}
             self._module = torch.jit.load(str(path), _extra_files=extra).eval()
-            shapes = [tuple(shape) for shape in json.loads(extra[SHAPES_FILE] or "[]")]
+            described = json.loads(extra[SHAPES_FILE] or "[]")
+            shapes, dtypes = [tuple(shape) for shape, _ in described], [dtype for _, dtype in described]
         if not shapes or len(shapes[0]) != 3:
             raise InputError(f"{path} is not an exported step: its first input is not a frame [1, C, hop]")
-        self.frame_shape, self._past_shapes = shapes[0], shapes[1:]
+        self.frame_shape, self._past_types = shapes[0], list(zip(shapes[1:], dtypes[1:]))
         self.reset()
 
     def reset(self) -> None:
         """Forgets the past: the next frame is the first of a new stream."""
-        self._past = [np.zeros(shape, np.float32) for shape in self._past_shapes]
+        self._past = [np.zeros(shape, dtype) for shape, dtype in self._past_types]
 
     def __call__(self, frame: Tensor) -> tuple[Tensor, Tensor]:
         """Codes ``[1, n_q, 1]`` and audio ``[1, C, hop]`` of the next ``frame`` [1, C, hop] (float32)."""

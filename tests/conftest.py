@@ -111,10 +111,13 @@ def tiny_codec() -> Codec:
 
 
 def tiny_config(decoder: str = "seanet") -> CodecConfig:
-    """``codec_tiny_config()`` with the SEANet decoder or a small inverse-STFT one (n_fft = 2 hops)."""
+    """``codec_tiny_config()`` with the SEANet decoder or a small inverse-STFT one (n_fft = 2 hops);
+    ``"istft-integrated"`` is the latter predicting phase advances (``decoder_phase: integrated``)."""
     config = codec_tiny_config()
-    if decoder == "istft":
-        config = dataclasses.replace(config, decoder="istft", decoder_dim=16, decoder_layers=2, n_fft=2 * config.hop_length)
+    if decoder.startswith("istft"):
+        phase = "integrated" if decoder == "istft-integrated" else "absolute"
+        config = dataclasses.replace(config, decoder="istft", decoder_dim=16, decoder_layers=2,
+                                     n_fft=2 * config.hop_length, decoder_phase=phase)
     return config
 
 
@@ -153,7 +156,7 @@ def fitted_codec() -> Codec:
     return fitted_model("seanet")
 
 
-@pytest.fixture(params=["seanet", "istft"])
+@pytest.fixture(params=["seanet", "istft", "istft-integrated"])
 def any_decoder_codec(request: pytest.FixtureRequest) -> Codec:
     """:func:`fitted_codec` once with each decoder (``CodecConfig.decoder``)."""
     return fitted_model(request.param)

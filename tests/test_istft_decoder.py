@@ -18,7 +18,7 @@ from conftest import chunks, fitted_model, tiny_config
 from codec import export
 from codec.errors import ConfigError
 from codec.network.config import CodecConfig
-from codec.network.istft_decoder import MAX_MAGNITUDE, ISTFTDecoder, OverlapAdd, analysis_frames
+from codec.network.istft_decoder import MAX_MAGNITUDE, ISTFTDecoder, OverlapAdd, PhaseIntegrator, analysis_frames
 from codec.network.model import Codec
 from codec.network.streaming import streaming
 
@@ -136,3 +136,23 @@ def test_inference_layout_gives_the_training_layouts_numbers(speech: Speech) -> 
     y_ref = model.decoder(z.clone().requires_grad_())
     assert y_ref.requires_grad and not y.requires_grad
     torch.testing.assert_close(y, y_ref.detach(), atol=1e-5, rtol=1e-4)
+
+
+def test_integrated_phase_is_the_running_sum_of_advances_in_any_chunks() -> None:
+    """Zero deviations advance each bin by its nominal 2 pi k hop / n_fft; chunked sums equal the whole one,
+    and an hour of frames keeps full precision (the sum runs in float64, wrapped)."""
+    integrator = PhaseIntegrator(n_fft=640, hop_length=320)
+    frames = 180_000  # one hour at 50 frames per second
+    phase = integrator(torch.zeros(1, frames, 321))
+    k = torch.arange(321, dtype=torch.float64)
+    expected = torch.remainder(torch.pi * k * frames + torch.pi, 2 * torch.pi) - torch.pi  # advance pi k per frame
+    assert torch.allclose(phase[0, -1].double(), expected, atol=1e-5)
+    torch.manual_seed(0)
+    deviation = torch.randn(2, 37, 321)
+    whole = integrator(deviation)
+    with streaming(integrator, batch_size=2):
+        pieces = torch.cat([integrator(deviation[:, s]) for s in chunks(37, [1, 5, 11, 20], 1)], dim=1)
+    assert torch.allclose(torch.polar(torch.ones_like(whole), whole), torch.polar(torch.ones_like(whole), pieces),
+                          atol=1e-6)
+    with pytest.raises(ConfigError, match="decoder_phase"):
+        dataclasses.replace(tiny_config("istft"), decoder_phase="group_delay")

@@ -159,9 +159,10 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-#: Model settings that leave the weights' shapes alone (name, EMA and dropout behaviour): a fine-tune may change them.
+#: Model settings that leave the weights' shapes alone (name, EMA and dropout behaviour, and what the iSTFT
+#: decoder's phase outputs mean, which a fine-tune relearns): a fine-tune may change them.
 TRAINING_ONLY_KEYS = frozenset({"name", "ema_decay", "epsilon", "kmeans_iters", "dead_code_ratio",
-                                "quantizer_dropout", "quantizer_bypass"})
+                                "quantizer_dropout", "quantizer_bypass", "decoder_phase"})
 
 
 def initialize_from(model: Codec, name_or_path: str) -> None:

@@ -136,6 +136,12 @@ class CodecConfig:
         decoder_layers: ConvNeXt blocks of the ``"istft"`` decoder.
         n_fft: Frame length of the ``"istft"`` decoder's inverse STFT, a
             multiple of the hop length (``2 * hop``: 40 ms windows at 16 kHz).
+        decoder_phase: What the ``"istft"`` decoder's head predicts of each
+            bin's phase: ``"absolute"`` (the phase itself, as Vocos) or
+            ``"integrated"`` (its advance over the previous frame, beyond the
+            bin's nominal advance; the phases are the running sum, GANSynth's
+            instantaneous frequency, so a steady harmonic keeps a coherent
+            phase from frame to frame).
         n_q: Number of residual quantizer levels (codebooks).
         codebook_size: Entries per codebook.
         ema_decay: Decay of the codebook exponential moving averages
@@ -169,6 +175,7 @@ class CodecConfig:
     decoder_dim: int = 384
     decoder_layers: int = 8
     n_fft: int = 640
+    decoder_phase: str = "absolute"
     n_q: int = 8
     codebook_size: int = 1024
     ema_decay: float = 0.99
@@ -204,6 +211,8 @@ class CodecConfig:
             )
         if self.decoder not in ("seanet", "istft"):
             raise ConfigError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
+        if self.decoder_phase not in ("absolute", "integrated"):
+            raise ConfigError(f"decoder_phase must be 'absolute' or 'integrated', got {self.decoder_phase!r}")
         if self.decoder == "istft" and (self.n_fft % self.hop_length or self.channels != 1):
             raise ConfigError(
                 f"the istft decoder needs n_fft a multiple of the hop length {self.hop_length} "

@@ -8,6 +8,8 @@ spectrum instead, as Vocos does (arXiv 2306.00814)::
       -> N x causal ConvNeXt block (depthwise conv k7, LayerNorm, W -> 3W -> W MLP, layer scale)
       -> LayerNorm -> Linear W -> 2K        (K = n_fft / 2 + 1 bins)
       -> log-magnitude m and phase p per bin: X = min(exp(m), MAX_MAGNITUDE) * (cos p + j sin p)
+         (with ``decoder_phase: integrated`` the head gives each bin's phase advance beyond its nominal
+         2 pi k hop / n_fft, and p is the running sum over frames: :class:`PhaseIntegrator`)
       -> inverse DFT of each frame, times a sqrt-Hann window -> overlap-add -> wav [B, 1, F * hop]
 
 Causality. Frame ``f``'s windowed frame covers output samples
@@ -149,6 +151,47 @@ class OverlapAdd(StreamingModule[OverlapState]):
 
 
 @dataclass
+class PhaseState:
+    """Each bin's phase at the last frame, ``[B, K]`` (float64, in ``[-pi, pi)``)."""
+
+    phase: Tensor
+
+
+class PhaseIntegrator(StreamingModule[PhaseState]):
+    """Running sum of predicted phase advances: ``[B, F, K]`` advances to ``[B, F, K]`` phases.
+
+    Frame ``f``'s phase in bin ``k`` is frame ``f - 1``'s plus the bin's
+    nominal advance ``2 pi k hop / n_fft`` plus the predicted deviation. The
+    sum runs in float64 and is wrapped to ``[-pi, pi)``, so a stream of any
+    length keeps full precision and chunked sums equal the whole one to
+    rounding; the state is the last frame's phases.
+
+    Args:
+        n_fft: Frame length.
+        hop_length: Samples between frames.
+    """
+
+    carried = ("phase",)
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        nominal = 2 * math.pi * hop_length / n_fft * torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+        self.register_buffer("nominal", torch.remainder(nominal, 2 * math.pi), persistent=False)  # [K]
+
+    def init_state(self, x: Tensor) -> PhaseState:
+        return PhaseState(x.new_zeros(x.shape[0], self.nominal.shape[0], dtype=torch.float64))
+
+    def forward(self, deviation: Tensor) -> Tensor:
+        """Phases ``[B, F, K]`` (the input's dtype) of the deviations ``[B, F, K]``."""
+        state = self.get_state(deviation)
+        advance = deviation.to(torch.float64) + self.nominal
+        phase = torch.cumsum(advance, dim=1) + state.phase[:, None]  # [B, F, K]
+        phase = torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
+        self.set_state(PhaseState(phase[:, -1]))
+        return phase.to(deviation.dtype)
+
+
+@dataclass
 class BlockWeights:
     """A ConvNeXt block's MLP as time-major inference multiplies it, built once per stream.
 
@@ -220,12 +263,13 @@ class ISTFTDecoder(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, 2 * bins)
+        self.phase = PhaseIntegrator(config.n_fft, config.hop_length) if config.decoder_phase == "integrated" else None
         self.synthesis = OverlapAdd(config.n_fft, config.hop_length)
 
     def spectrum(self, z: Tensor) -> Tensor:
         """Predicted complex spectra of ``z`` [B, D, F], as [B, F, 2K] (real parts, then imaginary parts)."""
         h = self.norm(self.blocks(self.input(z)).transpose(1, 2))  # [B, F, W]
-        return _complex_spectrum(self.head(h))
+        return self._complex_spectrum(self.head(h))
 
     def time_major_spectrum(self, z: Tensor) -> Tensor:
         """:meth:`spectrum` for inference, of ``z`` [B, F, D] in time-major layout: [B, F, 2K].
@@ -238,7 +282,7 @@ class ISTFTDecoder(nn.Module):
         for block in self.blocks:
             h = block.time_major(h)
         h = nn.functional.layer_norm(h, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
-        return _complex_spectrum(nn.functional.linear(h, self.head.weight, self.head.bias))
+        return self._complex_spectrum(nn.functional.linear(h, self.head.weight, self.head.bias))
 
     def forward(self, z: Tensor) -> Tensor:
         """``z`` [B, D, F] -> audio [B, 1, F * hop]."""
@@ -246,9 +290,14 @@ class ISTFTDecoder(nn.Module):
             return self.synthesis(self.time_major_spectrum(z.transpose(1, 2)))
         return self.synthesis(self.spectrum(z))
 
+    def _complex_spectrum(self, head: Tensor) -> Tensor:
+        """Real and imaginary parts ``[B, F, 2K]`` of the head's log-magnitudes and phases ``[B, F, 2K]``
+        (phase advances, summed here, with ``decoder_phase: integrated``)."""
+        log_magnitude, phase = head.chunk(2, dim=-1)  # [B, F, K] each
+        return _polar(log_magnitude, phase if self.phase is None else self.phase(phase))
 
-def _complex_spectrum(head: Tensor) -> Tensor:
-    """Real and imaginary parts ``[B, F, 2K]`` of the head's log-magnitudes and phases ``[B, F, 2K]``."""
-    log_magnitude, phase = head.chunk(2, dim=-1)  # [B, F, K] each
+
+def _polar(log_magnitude: Tensor, phase: Tensor) -> Tensor:
+    """Real and imaginary parts ``[B, F, 2K]`` of log-magnitudes and phases ``[B, F, K]``."""
     magnitude = log_magnitude.clamp(max=math.log(MAX_MAGNITUDE)).exp()
     return torch.cat([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=-1)
