@@ -20,12 +20,17 @@ onnxruntime runs with subnormal floats flushed to zero
 (``session.set_denormal_as_zero``): the decaying tails of the LSTM and of the
 convolutions' past reach the subnormal range (below 1.2e-38), where each
 multiply costs tens of cycles; flushing changes no code and moves the audio
-by far less than the float32 rounding of the graph itself.
+by far less than the float32 rounding of the graph itself. The flag is
+processor state of the calling thread: the runner sets it for each frame
+and clears it again afterwards (and after creating the session), unless the
+caller had set it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +155,8 @@ class StepRunner:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
             options.add_session_config_entry("session.set_denormal_as_zero", "1")
-            self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            with _caller_subnormals():
+                self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             inputs = self._session.get_inputs()
             self._names = [i.name for i in inputs]
             shapes = [tuple(i.shape) for i in inputs]
@@ -175,13 +181,28 @@ class StepRunner:
             raise InputError(f"a step takes one frame shaped {list(self.frame_shape)}, got {list(frame.shape)}")
         frame = frame.detach().to(torch.float32).contiguous()
         if self.format == "onnx":
-            outputs = self._session.run(None, dict(zip(self._names, [frame.numpy(), *self._past])))
+            with _caller_subnormals():
+                torch.set_flush_denormal(True)  # the session set it on this thread only when created
+                outputs = self._session.run(None, dict(zip(self._names, [frame.numpy(), *self._past])))
             self._past = outputs[2:]
             return torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1])
         with torch.no_grad():
             codes, audio, *past = self._module(frame, *(torch.from_numpy(p) for p in self._past))
         self._past = [p.numpy() for p in past]
         return codes, audio
+
+
+@contextlib.contextmanager
+def _caller_subnormals() -> Iterator[None]:
+    """Gives the calling thread back its subnormal numbers if the block flushed them (onnxruntime's sessions
+    set the processor's flush-to-zero flags when created and when run)."""
+    tiny = np.array([1e-39], np.float32)
+    kept = bool((tiny * np.float32(1.0))[0] != 0)
+    try:
+        yield
+    finally:
+        if kept:
+            torch.set_flush_denormal(False)
 
 
 def check_step_parity(model: Codec, path: str | Path, wav: Tensor, bandwidth_kbps: float | None = None) -> Parity:

@@ -44,6 +44,7 @@ def test_the_runner_carries_the_past_and_forgets_it_on_reset(fitted_codec: Codec
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     alone = StepRunner(export_step(model, tmp_path / "alone.onnx"))(frames[-1])[1]  # no past
     assert not torch.allclose(alone, first[-1])  # the past changes the output
+    assert torch.tensor([1e-39]).mul(1.0).item() != 0  # the session's flush of subnormals did not leak out
 
 
 def test_bad_files_frames_and_eager_calls_are_refused(tiny_codec: Codec, tmp_path: Path) -> None:
