@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from codec.atomic import atomic_write
 from codec.errors import CodecError, InputError
-from codec.export import OPSET, Parity, quiet_tracer, count_real_differences, prepare_for_export
+from codec.export import OPSET, Parity, count_real_differences, prepare_for_export, quiet_tracer
 from codec.network.model import Codec
 from codec.network.streaming import StreamingModule, streaming_modules
 
