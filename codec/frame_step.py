@@ -45,6 +45,7 @@ from codec.network.streaming import StreamingModule, streaming_modules
 
 STEP_FORMATS = {".onnx": "onnx", ".pt": "torchscript"}
 SHAPES_FILE = "step_inputs.json"  # input shapes and types, stored beside a TorchScript step
+_SUBNORMAL = np.float32(1e-39)  # below float32's smallest normal number, 1.2e-38
 
 
 class FrameStep(nn.Module):
@@ -196,8 +197,7 @@ class StepRunner:
 def _caller_subnormals() -> Iterator[None]:
     """Gives the calling thread back its subnormal numbers if the block flushed them (onnxruntime's sessions
     set the processor's flush-to-zero flags when created and when run)."""
-    tiny = np.array([1e-39], np.float32)
-    kept = bool((tiny * np.float32(1.0))[0] != 0)
+    kept = bool(_SUBNORMAL * np.float32(1.0) != 0)
     try:
         yield
     finally:

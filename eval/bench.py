@@ -242,7 +242,7 @@ def streaming_latency(model: Codec, wav: torch.Tensor) -> dict[str, float]:
     Every whole frame of ``wav`` (at the model's rate) is one chunk; the first ten are also run untimed first.
     """
     torch.set_num_threads(1)
-    frames = wav[: wav.numel() // model.hop_length * model.hop_length].reshape(-1, 1, 1, model.hop_length)
+    frames = _frames(wav, model.hop_length)
     with model.streaming(batch_size=1):
         for frame in frames[:10]:  # warm-up, not timed
             model.decode(model.encode(frame))
@@ -254,11 +254,16 @@ def streaming_latency(model: Codec, wav: torch.Tensor) -> dict[str, float]:
 def step_latency(model: Codec, wav: torch.Tensor, directory: Path) -> dict[str, float]:
     """:func:`streaming_latency` of ``model``'s exported one-frame step (:mod:`codec.frame_step`) in onnxruntime."""
     runner = StepRunner(export_step(model, directory / f"step-{model.model_id}.onnx"), threads=1)
-    frames = wav[: wav.numel() // model.hop_length * model.hop_length].reshape(-1, 1, 1, model.hop_length)
+    frames = _frames(wav, model.hop_length)
     for frame in frames[:10]:
         runner(frame)
     runner.reset()
     return {"latency_ms": 1000 * model.hop_length / model.sample_rate, **_frame_times(runner, frames)}
+
+
+def _frames(wav: torch.Tensor, hop: int) -> torch.Tensor:
+    """The whole frames of ``wav`` [T] as one-frame chunks ``[N, 1, 1, hop]``."""
+    return wav[: wav.numel() // hop * hop].reshape(-1, 1, 1, hop)
 
 
 def _frame_times(run: Callable[[torch.Tensor], object], frames: torch.Tensor) -> dict[str, float]:
