@@ -112,12 +112,14 @@ def tiny_codec() -> Codec:
 
 def tiny_config(decoder: str = "seanet") -> CodecConfig:
     """``codec_tiny_config()`` with the SEANet decoder or a small inverse-STFT one (n_fft = 2 hops);
-    ``"istft-integrated"`` is the latter predicting phase advances (``decoder_phase: integrated``)."""
+    ``"istft-integrated"`` is the latter predicting phase advances (``decoder_phase: integrated``), and
+    ``"istft-recovered"`` predicting magnitudes of two frames per hop, whose phases it recovers."""
     config = codec_tiny_config()
     if decoder.startswith("istft"):
-        phase = "integrated" if decoder == "istft-integrated" else "absolute"
+        phase = {"istft-integrated": "integrated", "istft-recovered": "recovered"}.get(decoder, "absolute")
         config = dataclasses.replace(config, decoder="istft", decoder_dim=16, decoder_layers=2,
-                                     n_fft=2 * config.hop_length, decoder_phase=phase)
+                                     n_fft=2 * config.hop_length, decoder_phase=phase,
+                                     decoder_subframes=2 if phase == "recovered" else 1)
     return config
 
 
@@ -156,7 +158,7 @@ def fitted_codec() -> Codec:
     return fitted_model("seanet")
 
 
-@pytest.fixture(params=["seanet", "istft", "istft-integrated"])
+@pytest.fixture(params=["seanet", "istft", "istft-integrated", "istft-recovered"])
 def any_decoder_codec(request: pytest.FixtureRequest) -> Codec:
     """:func:`fitted_codec` once with each decoder (``CodecConfig.decoder``)."""
     return fitted_model(request.param)

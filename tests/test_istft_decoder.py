@@ -81,8 +81,12 @@ def test_magnitudes_are_capped_so_large_outputs_stay_finite() -> None:
         ({"decoder": "istft", "n_fft": 12}, "multiple of the hop length 8"),
         ({"decoder": "istft", "decoder_layers": 0}, r"decoder_layers must be in \[1, 64\]"),
         ({"decoder": "istft", "channels": 2}, "one channel"),
+        ({"decoder": "istft", "n_fft": 16, "decoder_phase": "recovered"}, r"overlapping by 3/4: n_fft 16 is under 4 hops of 8"),
+        ({"decoder": "istft", "decoder_subframes": 3}, "decoder_subframes 3 must divide the hop length 8"),
+        ({"decoder": "istft", "decoder_phase": "griffin-lim"}, "'absolute', 'integrated' or 'recovered'"),
     ],
-    ids=["unknown", "n_fft-not-whole-hops", "no-layers", "stereo"],
+    ids=["unknown", "n_fft-not-whole-hops", "no-layers", "stereo", "recovered-sparse-frames", "subframes",
+         "unknown-phase"],
 )
 def test_config_errors_name_the_problem(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

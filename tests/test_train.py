@@ -15,7 +15,7 @@ from codec.network.model import Codec
 from train.config import TrainConfig
 from train.data import load_excerpt, probe
 from train.loop import TrainingError, train, validate
-from train.losses import MelLoss
+from train.losses import FrameMagnitudeLoss, MelLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -182,6 +182,49 @@ def test_phase_loss_joins_the_balanced_losses(tmp_path: Path) -> None:
     balancer = torch.load(next((tmp_path / "run" / "checkpoints").glob("step-*/custom_checkpoint_0.pkl")),
                           weights_only=False)
     assert {"mel", "phase"} <= set(balancer["norm_sums"])
+
+
+RECOVERED = {"model.decoder": "istft", "model.decoder_dim": 16, "model.decoder_layers": 2, "model.n_fft": 16,
+             "model.decoder_phase": "recovered", "model.decoder_subframes": 2}
+
+
+def test_recovered_phase_decoder_trains_its_magnitudes_on_speech(tmp_path: Path) -> None:
+    """With ``loss.magnitude`` the predicted frames approach the speech's own; both losses are balanced."""
+    config = tiny(**(RECOVERED | {"loss.magnitude": 1.0, "loss.l1": 0.0, "disc.kinds": [], "steps": 30,
+                                  "checkpoint_every": 30, "optim.lr": 3e-3}))
+    before = Codec(config.model)
+    after = Codec.from_pretrained(train(config, tmp_path / "run", quiet=True))
+    balancer = torch.load(next((tmp_path / "run" / "checkpoints").glob("step-*/custom_checkpoint_0.pkl")),
+                          weights_only=False)
+    assert {"mel", "magnitude"} <= set(balancer["norm_sums"])
+    wav = load_excerpt(probe([str(p) for p in sorted(DATA.glob("*.wav"))], 0.3)[0], 16000, 1.0)[None]
+    loss = FrameMagnitudeLoss(16, 4)
+    with torch.no_grad():
+        before.train()
+        before(wav)  # k-means initialise the codebooks on this speech, as training does
+        errors = [loss(model.eval()(wav).log_magnitude, wav) for model in (before, after)]
+    assert errors[1] < 0.8 * errors[0], errors
+
+
+def test_magnitude_loss_needs_a_recovered_phase_decoder() -> None:
+    with pytest.raises(ConfigError, match="loss.magnitude trains the magnitudes"):
+        tiny(**{"loss.magnitude": 1.0})
+
+
+def test_init_may_switch_the_decoder_to_recovered_phase(tmp_path: Path) -> None:
+    """A fine-tune from an absolute-phase istft model keeps every weight but the head, whose layout changed."""
+    absolute = {k: v for k, v in RECOVERED.items() if k not in ("model.decoder_phase", "model.decoder_subframes")}
+    source = Codec(tiny(**absolute).model)
+    source.save_pretrained(tmp_path / "source")
+    run = {"steps": 1, "checkpoint_every": 1, "optim.lr": 1e-12, "disc.kinds": [], "init": str(tmp_path / "source")}
+    with pytest.raises(TrainingError, match="n_fft"):  # the frame length is the architecture's, not the head's
+        train(tiny(**(RECOVERED | {"model.decoder_subframes": 4, "model.n_fft": 32} | run)), tmp_path / "other",
+              quiet=True)
+    config = tiny(**(RECOVERED | {"model.decoder_subframes": 4} | run))
+    tuned = Codec.from_pretrained(train(config, tmp_path / "run", quiet=True))
+    assert tuned.decoder.head.weight.shape[0] == 4 * 9 != source.decoder.head.weight.shape[0]
+    for (name, a), b in zip(source.decoder.blocks.named_parameters(), tuned.decoder.blocks.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=name)
 
 
 def test_mrd_critic_trains_the_istft_decoder(tmp_path: Path) -> None:

@@ -96,6 +96,9 @@ class LossConfig:
             (:class:`train.losses.PhaseDerivativeLoss`); 0 leaves it out.
         phase_windows: STFT windows of the phase loss (hop a quarter).
         phase_power: Magnitude exponent of the phase loss (1: loud bins weigh most).
+        magnitude: Weight of the log-magnitude L1 between the frames an istft
+            decoder with ``decoder_phase: recovered`` predicts and the input's
+            frames (:class:`train.losses.FrameMagnitudeLoss`); 0 leaves it out.
         adversarial_kind: ``"hinge"`` or ``"lsgan"``.
         balancer: Use the gradient balancer; else plain weighted sum.
         balancer_decay: EMA decay of the balancer's gradient norms (EnCodec: 0.999).
@@ -112,6 +115,7 @@ class LossConfig:
     phase: float = 0.0
     phase_windows: tuple[int, ...] = (512, 1024, 2048)
     phase_power: float = 1.0
+    magnitude: float = 0.0
     adversarial_kind: str = "hinge"
     balancer: bool = True
     balancer_decay: float = 0.999
@@ -274,3 +278,15 @@ class TrainConfig:
     snapshot_every_cpu_s: float = 0.0
     threads: int = 0
     init: str = ""
+
+    def __post_init__(self) -> None:
+        """Checks settings that span sections.
+
+        Raises:
+            ConfigError: ``loss.magnitude`` without a decoder that recovers its phase.
+        """
+        if self.loss.magnitude > 0 and not (self.model.decoder == "istft" and self.model.decoder_phase == "recovered"):
+            raise ConfigError(
+                "loss.magnitude trains the magnitudes of a decoder whose phase is recovered from them: "
+                "set model.decoder 'istft' and model.decoder_phase 'recovered', or loss.magnitude 0"
+            )

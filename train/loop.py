@@ -36,6 +36,7 @@ from train.config import OptimConfig, TrainConfig
 from train.data import CropDataset, ShardDataset, StepSampler, is_shard_source, load_excerpt, split_entries
 from train.discriminators import Discriminators
 from train.losses import (
+    FrameMagnitudeLoss,
     PhaseDerivativeLoss,
     build_mel_loss,
     discriminator_loss,
@@ -159,10 +160,12 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-#: Model settings that leave the weights' shapes alone (name, EMA and dropout behaviour, and what the iSTFT
-#: decoder's phase outputs mean, which a fine-tune relearns): a fine-tune may change them.
+#: Model settings that a fine-tune may change: the name, EMA and dropout behaviour, and what the iSTFT
+#: decoder's head predicts (a changed head layout starts that one layer afresh; see :func:`initialize_from`).
 TRAINING_ONLY_KEYS = frozenset({"name", "ema_decay", "epsilon", "kmeans_iters", "dead_code_ratio",
-                                "quantizer_dropout", "quantizer_bypass", "decoder_phase"})
+                                "quantizer_dropout", "quantizer_bypass", "decoder_phase", "decoder_subframes"})
+#: The one layer whose shape may differ from the saved model's: the iSTFT decoder's output layer.
+HEAD_PREFIX = "decoder.head."
 
 
 def initialize_from(model: Codec, name_or_path: str) -> None:
@@ -180,8 +183,13 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
     if differ:
         raise TrainingError(f"init={name_or_path!r} has another architecture than model ({differ}); "
                             "set the model section to the saved model's config")
-    model.load_state_dict(source.state_dict())
-    log.info("generator initialised from %s (model id %s)", name_or_path, source.model_id)
+    state, mine_state = source.state_dict(), model.state_dict()
+    fresh = [k for k, v in state.items() if k.startswith(HEAD_PREFIX) and v.shape != mine_state[k].shape]
+    for key in fresh:
+        state[key] = mine_state[key]
+    model.load_state_dict(state)
+    log.info("generator initialised from %s (model id %s)%s", name_or_path, source.model_id,
+             f"; {', '.join(fresh)} start afresh (another head layout)" if fresh else "")
 
 
 def snapshot_origin(name_or_path: str) -> tuple[float, int]:
@@ -226,6 +234,7 @@ class Parts:
     semantic: SemanticDistillation | None
     mel_loss: torch.nn.Module
     phase_loss: PhaseDerivativeLoss | None
+    magnitude_loss: FrameMagnitudeLoss | None
     progress: Progress
     checkpoints: Checkpoints
     loader: DataLoader
@@ -330,8 +339,8 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
         semantic.head = accelerator.prepare(semantic.head)  # saved in checkpoints; not part of the exported codec
     codec, critic = accelerator.unwrap_model(model), accelerator.unwrap_model(disc)
     loss = config.loss
-    weights = {"l1": loss.l1, "mel": loss.mel, "phase": loss.phase, "adversarial": loss.adversarial,
-               "feature": loss.feature}
+    weights = {"l1": loss.l1, "mel": loss.mel, "phase": loss.phase, "magnitude": loss.magnitude,
+               "adversarial": loss.adversarial, "feature": loss.feature}
     balancer = Balancer(weights, loss.balancer_decay, reduce=lambda t: accelerator.reduce(t, "mean"))
     progress = Progress()
     if config.init and not resume:
@@ -357,6 +366,8 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
         mel_loss=build_mel_loss(loss.mel_kind, codec.sample_rate, loss.mel_windows, loss.mel_bins).to(
             accelerator.device),
         phase_loss=PhaseDerivativeLoss(loss.phase_windows, loss.phase_power).to(accelerator.device) if loss.phase > 0 else None,
+        magnitude_loss=FrameMagnitudeLoss(codec.config.n_fft, codec.hop_length // codec.config.decoder_subframes)
+        if loss.magnitude > 0 else None,
         adversarial=bool(config.disc.kinds) and (loss.adversarial > 0 or loss.feature > 0),
     )
 
@@ -427,6 +438,8 @@ def generator_step(
             losses["l1"] = F.l1_loss(wav_hat, wav)
         if parts.phase_loss is not None:
             losses["phase"] = parts.phase_loss(wav_hat, wav)
+        if parts.magnitude_loss is not None:
+            losses["magnitude"] = parts.magnitude_loss(out.log_magnitude, wav)
         if adversarial:
             fake = parts.critic(wav_hat)
             with torch.no_grad():
@@ -439,8 +452,8 @@ def generator_step(
     parts.opt_g.zero_grad(set_to_none=True)
     if not all_finite(accelerator, [*losses.values(), commitment]):
         return None
-    if loss.balancer:
-        objective = parts.balancer.surrogate(losses, wav_hat)
+    if loss.balancer:  # balanced where every gradient to the generator passes
+        objective = parts.balancer.surrogate(losses, wav_hat if out.log_magnitude is None else out.log_magnitude)
     else:
         objective = sum(parts.weights[k] * v for k, v in losses.items() if k in parts.weights)
     if parts.semantic:

@@ -10,6 +10,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from codec.errors import ConfigError
+from codec.network.istft_decoder import analysis_frames
+from codec.network.phase_recovery import LOG_FLOOR
 from train.discriminators import DiscOutput
 
 
@@ -80,6 +82,32 @@ class LogMelLoss(torch.nn.Module):
             log_ref = mel(x).clamp(min=1e-5).log10()
             total = total + F.l1_loss(log_hat, log_ref)
         return total / len(self.mels)
+
+
+class FrameMagnitudeLoss(torch.nn.Module):
+    """L1 between predicted log-magnitudes and those of the input's Hann-windowed frames.
+
+    The frames are placed as the istft decoder places its own
+    (:func:`codec.network.istft_decoder.analysis_frames`): a decoder whose
+    phase is recovered from its magnitudes (``decoder_phase: recovered``)
+    renders clean phase only from magnitudes a real signal could have, and
+    this loss asks for exactly those. Magnitudes are floored at 1e-5, as DAC
+    floors its mel loss.
+
+    Args:
+        n_fft: The decoder's frame length.
+        hop_length: Samples between its predicted frames (``hop / decoder_subframes``).
+    """
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+
+    def forward(self, log_magnitude: Tensor, wav: Tensor) -> Tensor:
+        """``log_magnitude`` [B, S, K] (natural log) against ``wav`` [B, 1, T] with ``T = S * hop_length``."""
+        frames = analysis_frames(wav[:, 0], self.n_fft, self.hop_length, "hann")  # [B, S, K]
+        target = frames.abs().log().clamp(min=LOG_FLOOR)
+        return F.l1_loss(log_magnitude, target)
 
 
 class PhaseDerivativeLoss(torch.nn.Module):

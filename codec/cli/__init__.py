@@ -66,6 +66,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-bitstream": ("codec.cli.evaluation", "measured bitrate, coding speed and memory of the file format"),
     "demo": ("codec.cli.evaluation", "compress and decompress real speech next to Opus, with a listening page"),
     "recipes": ("codec.cli.evaluation", "score the CPU-time snapshots of training runs and compare recipes"),
+    "phase-recovery": ("codec.cli.evaluation", "speech rendered from its true magnitudes with recovered phases"),
 }
 #: Modules that contribute sub-commands.
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))

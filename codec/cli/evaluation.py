@@ -8,10 +8,11 @@
     codec bench-bitstream [--model DIR] [--data tests/data] [--memory-minutes 10]
     codec demo [FILE ...] [--model M] [--kbps 2,4] [--opus 6,8] [--out demo-results]
     codec recipes RUN_DIR [RUN_DIR ...] --data DEV_CLIPS --out DIR [--kbps 1,2] [--limit 13]
+    codec phase-recovery --data DEV_CLIPS [--limit 4] [--hops 160,320] [--lambdas 0.18] [--heap]
 
 ``python -m eval.codebooks``, ``eval.phonetic``, ``eval.bench``,
-``eval.bench_bitstream``, ``eval.demo`` (``make demo``) and ``eval.recipes``
-run the same commands. ``codec eval`` writes ``results.json``,
+``eval.bench_bitstream``, ``eval.demo`` (``make demo``), ``eval.recipes`` and
+``eval.phase_recovery`` run the same commands. ``codec eval`` writes ``results.json``,
 ``results.md``, ``rate_distortion.png`` and the listening page
 ``index.html`` (its audio and spectrograms in ``listen/``) to ``--out`` and
 prints the markdown table.
@@ -244,8 +245,32 @@ def _register_recipes(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_recipes)
 
 
+def _phase_recovery(args: argparse.Namespace) -> int:
+    from eval.phase_recovery import compare
+
+    return compare(args.data, args.limit, args.seconds, args.n_fft, tuple(numbers(args.hops, "--hops", int)),
+                   tuple(numbers(args.lambdas, "--lambdas")), args.heap)
+
+
+def _register_phase_recovery(subparsers: argparse._SubParsersAction) -> None:
+    from codec.network.phase_recovery import LAMBDA
+
+    p = subparsers.add_parser("phase-recovery", help="speech rendered from its true magnitudes with recovered phases",
+                              description="PESQ and ViSQOL of speech rendered from its true magnitudes with phases "
+                                          "recovered from them (decoder_phase: recovered), against the clips.")
+    p.add_argument("--data", type=Path, required=True, help="a JSONL manifest of clips (a \"path\" per line)")
+    p.add_argument("--limit", type=int, default=4, help="clips to use (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=4.0, help="seconds from each clip's start (default %(default)s)")
+    p.add_argument("--n-fft", type=int, default=640, help="frame length (default %(default)s)")
+    p.add_argument("--hops", default="160,320", help="hops to compare (default %(default)s)")
+    p.add_argument("--lambdas", default=str(LAMBDA), help="lambda / n_fft^2 values (default %(default)s)")
+    p.add_argument("--heap", action="store_true", help="also PGHI's heap integration (about 0.1 s per audio s)")
+    p.set_defaults(func=_phase_recovery)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``eval``, ``codebooks``, ``phonetic``, ``bench``, ``bench-bitstream``, ``demo`` and ``recipes``."""
+    """Adds ``eval``, ``codebooks``, ``phonetic``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes`` and
+    ``phase-recovery``."""
     for add in (_register_eval, _register_codebooks, _register_phonetic, _register_bench, _register_bench_bitstream,
-                _register_demo, _register_recipes):
+                _register_demo, _register_recipes, _register_phase_recovery):
         add(subparsers)

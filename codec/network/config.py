@@ -81,6 +81,7 @@ CODEC_BOUNDS: dict[str, _Bound] = {
     "decoder_dim": _Bound(int, 1, 4096),  # Vocos: 512 (24 kHz), 768 (its EnCodec-token model)
     "decoder_layers": _Bound(int, 1, 64),  # Vocos: 8 and 12
     "n_fft": _Bound(int, 1, 16_384),  # Vocos: 1024 and 1280; 4 x the largest hop
+    "decoder_subframes": _Bound(int, 1, 16),
 }
 #: Strides and their product (DAC 44.1 kHz: 4 strides, hop 512; Mimi: hop 1920 with its extra downsampling).
 MAX_RATIOS, MAX_RATIO, MAX_HOP_LENGTH = 8, 64, 4096
@@ -141,7 +142,13 @@ class CodecConfig:
             ``"integrated"`` (its advance over the previous frame, beyond the
             bin's nominal advance; the phases are the running sum, GANSynth's
             instantaneous frequency, so a steady harmonic keeps a coherent
-            phase from frame to frame).
+            phase from frame to frame) or ``"recovered"`` (nothing: the head
+            predicts the log-magnitudes of Hann-windowed frames and the phases
+            follow from their gradients, :mod:`codec.network.phase_recovery`;
+            needs ``n_fft`` at least 4 of those frames' hops).
+        decoder_subframes: Frames the ``"istft"`` decoder predicts per code
+            frame, at a hop of ``hop_length / decoder_subframes`` (phase
+            recovery wants frames overlapping by 3/4 or more).
         n_q: Number of residual quantizer levels (codebooks).
         codebook_size: Entries per codebook.
         ema_decay: Decay of the codebook exponential moving averages
@@ -176,6 +183,7 @@ class CodecConfig:
     decoder_layers: int = 8
     n_fft: int = 640
     decoder_phase: str = "absolute"
+    decoder_subframes: int = 1
     n_q: int = 8
     codebook_size: int = 1024
     ema_decay: float = 0.99
@@ -211,12 +219,23 @@ class CodecConfig:
             )
         if self.decoder not in ("seanet", "istft"):
             raise ConfigError(f"decoder must be 'seanet' or 'istft', got {self.decoder!r}")
-        if self.decoder_phase not in ("absolute", "integrated"):
-            raise ConfigError(f"decoder_phase must be 'absolute' or 'integrated', got {self.decoder_phase!r}")
+        if self.decoder_phase not in ("absolute", "integrated", "recovered"):
+            raise ConfigError(
+                f"decoder_phase must be 'absolute', 'integrated' or 'recovered', got {self.decoder_phase!r}"
+            )
         if self.decoder == "istft" and (self.n_fft % self.hop_length or self.channels != 1):
             raise ConfigError(
                 f"the istft decoder needs n_fft a multiple of the hop length {self.hop_length} "
                 f"(got {self.n_fft}) and one channel (got {self.channels})"
+            )
+        if self.hop_length % self.decoder_subframes:
+            raise ConfigError(
+                f"decoder_subframes {self.decoder_subframes} must divide the hop length {self.hop_length}"
+            )
+        if self.decoder_phase == "recovered" and self.n_fft < 4 * self.hop_length // self.decoder_subframes:
+            raise ConfigError(
+                f"decoder_phase 'recovered' needs frames overlapping by 3/4: n_fft {self.n_fft} is under 4 hops of "
+                f"{self.hop_length // self.decoder_subframes} samples; raise decoder_subframes or n_fft"
             )
 
     @property

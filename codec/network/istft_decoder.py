@@ -9,7 +9,9 @@ spectrum instead, as Vocos does (arXiv 2306.00814)::
       -> LayerNorm -> Linear W -> 2K        (K = n_fft / 2 + 1 bins)
       -> log-magnitude m and phase p per bin: X = min(exp(m), MAX_MAGNITUDE) * (cos p + j sin p)
          (with ``decoder_phase: integrated`` the head gives each bin's phase advance beyond its nominal
-         2 pi k hop / n_fft, and p is the running sum over frames: :class:`PhaseIntegrator`)
+         2 pi k hop / n_fft, and p is the running sum over frames: :class:`PhaseIntegrator`;
+         with ``recovered`` the head gives log-magnitudes only, of ``decoder_subframes`` Hann-windowed
+         frames per code frame, and the phases follow from them: :mod:`codec.network.phase_recovery`)
       -> inverse DFT of each frame, times a sqrt-Hann window -> overlap-add -> wav [B, 1, F * hop]
 
 Causality. Frame ``f``'s windowed frame covers output samples
@@ -31,7 +33,7 @@ basis product exports to ONNX and TorchScript as plain matrix algebra. With
 about 0.4 M multiply-adds per frame, a small part of the backbone's cost.
 
 Inference (no autograd, no tracing) runs time-major, ``[B, F, C]``
-(:meth:`ISTFTDecoder.time_major_spectrum`): the depthwise convolutions as
+(:meth:`ISTFTDecoder.time_major_head`): the depthwise convolutions as
 one product over each window, the MLPs as two matrix products with weights
 transposed and scaled by ``gamma`` once per stream (:class:`BlockWeights`).
 A streamed frame then costs about 7.4 M multiply-adds, and reading the 30 MB
@@ -48,6 +50,7 @@ from torch import Tensor, nn
 
 from codec.network.config import CodecConfig
 from codec.network.layers import StreamingConv1d, eager_inference
+from codec.network.phase_recovery import PhaseRecovery
 from codec.network.streaming import StreamingModule
 
 #: Largest magnitude a bin may take. A full-scale sine gives about ``0.32 * n_fft`` in its bin
@@ -55,17 +58,26 @@ from codec.network.streaming import StreamingModule
 MAX_MAGNITUDE = 1e3
 
 
-def sqrt_hann(n_fft: int) -> Tensor:
-    """Periodic sqrt-Hann window ``[n_fft]``: its square overlap-adds to ``r / 2`` at hop ``n_fft / r``."""
-    return torch.hann_window(n_fft, periodic=True, dtype=torch.float64).sqrt()
+def analysis_window(n_fft: int, window: str = "sqrt_hann") -> Tensor:
+    """Periodic analysis window ``[n_fft]`` (float64): ``"sqrt_hann"`` or ``"hann"``."""
+    hann = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+    return hann.sqrt() if window == "sqrt_hann" else hann
 
 
-def synthesis_basis(n_fft: int, hop_length: int) -> tuple[Tensor, Tensor]:
+def window_overlap(n_fft: int, hop_length: int, window: str = "sqrt_hann") -> float:
+    """Sum over overlapping frames of the squared analysis window: ``r / 2`` (sqrt-Hann) or ``3 r / 8``
+    (Hann, ``r >= 3``) at ``r = n_fft / hop``."""
+    overlap = n_fft / hop_length
+    return overlap / 2 if window == "sqrt_hann" else 3 * overlap / 8
+
+
+def synthesis_basis(n_fft: int, hop_length: int, window: str = "sqrt_hann") -> tuple[Tensor, Tensor]:
     """Real and imaginary inverse-DFT bases ``[K, n_fft]`` (K = n_fft / 2 + 1), windowed and normalised.
 
     ``re @ real + im @ imag`` is the windowed inverse real DFT of one frame,
-    scaled so that frames analysed with :func:`sqrt_hann` at ``hop_length``
-    overlap-add back to the analysed signal.
+    scaled so that frames analysed with :func:`analysis_window` ``window`` at
+    ``hop_length`` overlap-add back to the analysed signal (the synthesis
+    window is the analysis window over the sum of its overlapping squares).
     """
     bins = n_fft // 2 + 1
     k = torch.arange(bins, dtype=torch.float64)[:, None]
@@ -73,22 +85,22 @@ def synthesis_basis(n_fft: int, hop_length: int) -> tuple[Tensor, Tensor]:
     angle = 2 * math.pi * k * n / n_fft  # [K, n_fft]
     weight = torch.full((bins, 1), 2.0, dtype=torch.float64)
     weight[0] = weight[-1] = 1.0  # DC and Nyquist appear once in the spectrum, every other bin twice
-    overlap = n_fft / hop_length / 2  # sum over frames of the squared sqrt-Hann window
-    scale = weight * sqrt_hann(n_fft)[None] / (n_fft * overlap)
+    scale = weight * analysis_window(n_fft, window)[None] / (n_fft * window_overlap(n_fft, hop_length, window))
     return (scale * torch.cos(angle)).float(), (-scale * torch.sin(angle)).float()
 
 
-def analysis_frames(wav: Tensor, n_fft: int, hop_length: int) -> Tensor:
+def analysis_frames(wav: Tensor, n_fft: int, hop_length: int, window: str = "sqrt_hann") -> Tensor:
     """Complex spectra ``[B, F, K]`` of ``wav`` [B, T] framed as the decoder places its frames.
 
-    Frame ``f`` is the sqrt-Hann windowed ``wav[f * hop : f * hop + n_fft]``
-    (zeros past the end), so :class:`OverlapAdd` of these spectra returns
-    ``wav`` from sample ``n_fft - hop`` on. For tests and analysis.
+    Frame ``f`` is ``wav[f * hop : f * hop + n_fft]`` (zeros past the end)
+    times the :func:`analysis_window`, so :class:`OverlapAdd` of these spectra
+    returns ``wav`` from sample ``n_fft - hop`` on. The targets of
+    ``loss.magnitude``, and for tests and analysis.
     """
     frames_count = wav.shape[-1] // hop_length
     padded = nn.functional.pad(wav, (0, n_fft))
     frames = padded.unfold(-1, n_fft, hop_length)[:, :frames_count]  # [B, F, n_fft]
-    return torch.fft.rfft(frames * sqrt_hann(n_fft).to(wav.dtype), dim=-1)
+    return torch.fft.rfft(frames * analysis_window(n_fft, window).to(wav.dtype), dim=-1)
 
 
 @dataclass
@@ -104,14 +116,15 @@ class OverlapAdd(StreamingModule[OverlapState]):
     Args:
         n_fft: Frame length; a multiple of ``hop_length``.
         hop_length: Samples between frames.
+        window: The analysis window the spectra stand for (:func:`analysis_window`).
     """
 
     carried = ("tail",)
 
-    def __init__(self, n_fft: int, hop_length: int) -> None:
+    def __init__(self, n_fft: int, hop_length: int, window: str = "sqrt_hann") -> None:
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length
-        real, imag = synthesis_basis(n_fft, hop_length)
+        real, imag = synthesis_basis(n_fft, hop_length, window)
         self.register_buffer("basis", torch.cat([real, imag]), persistent=False)  # [2K, n_fft]
 
     def init_state(self, x: Tensor) -> OverlapState:
@@ -248,31 +261,43 @@ class ConvNeXtBlock(StreamingModule[BlockWeights]):
 class ISTFTDecoder(nn.Module):
     """Latent ``[B, dimension, F]`` to waveform ``[B, 1, F * hop]`` through predicted spectra.
 
+    The head predicts ``R = decoder_subframes`` frames per code frame, at a hop
+    of ``hop / R``. With ``decoder_phase: recovered`` it predicts only their
+    log-magnitudes (of Hann-windowed frames) and :class:`PhaseRecovery` derives
+    the phases from them.
+
     Args:
         config: ``decoder_dim`` (width W), ``decoder_layers`` (ConvNeXt
-            blocks), ``n_fft`` (frame length, a multiple of the hop) and
-            ``kernel_size`` (of the input and depthwise convolutions) are read.
+            blocks), ``n_fft`` (frame length, a multiple of the hop),
+            ``decoder_phase``, ``decoder_subframes`` and ``kernel_size`` (of the
+            input and depthwise convolutions) are read.
     """
 
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
         width, bins = config.decoder_dim, config.n_fft // 2 + 1
+        self.subframes, self.recovers_phase = config.decoder_subframes, config.decoder_phase == "recovered"
+        hop = config.hop_length // self.subframes
         self.input = StreamingConv1d(config.dimension, width, config.kernel_size)
         self.blocks = nn.Sequential(
             *(ConvNeXtBlock(width, config.kernel_size, 1.0 / config.decoder_layers) for _ in range(config.decoder_layers))
         )
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, 2 * bins)
-        self.phase = PhaseIntegrator(config.n_fft, config.hop_length) if config.decoder_phase == "integrated" else None
-        self.synthesis = OverlapAdd(config.n_fft, config.hop_length)
+        self.head = nn.Linear(width, self.subframes * bins * (1 if self.recovers_phase else 2))
+        self.phase = PhaseIntegrator(config.n_fft, hop) if config.decoder_phase == "integrated" else None
+        self.recovery = PhaseRecovery(config.n_fft, hop) if self.recovers_phase else None
+        self.synthesis = OverlapAdd(config.n_fft, hop, "hann" if self.recovers_phase else "sqrt_hann")
 
-    def spectrum(self, z: Tensor) -> Tensor:
-        """Predicted complex spectra of ``z`` [B, D, F], as [B, F, 2K] (real parts, then imaginary parts)."""
+    def head_output(self, z: Tensor) -> Tensor:
+        """The head's output for ``z`` [B, D, F], one row per predicted frame: [B, F * R, K or 2K]
+        (log-magnitudes, then phases or phase advances unless the phase is recovered)."""
+        if eager_inference(z, self):
+            return self._frames(self.time_major_head(z.transpose(1, 2)))
         h = self.norm(self.blocks(self.input(z)).transpose(1, 2))  # [B, F, W]
-        return self._complex_spectrum(self.head(h))
+        return self._frames(self.head(h))
 
-    def time_major_spectrum(self, z: Tensor) -> Tensor:
-        """:meth:`spectrum` for inference, of ``z`` [B, F, D] in time-major layout: [B, F, 2K].
+    def time_major_head(self, z: Tensor) -> Tensor:
+        """The head's output for inference, of ``z`` [B, F, D] in time-major layout: [B, F, R * (K or 2K)].
 
         Every layer runs on ``[B, F, C]`` rows (no transposes, no module
         calls), the convolutions as :meth:`StreamingConv1d.time_major`
@@ -282,18 +307,32 @@ class ISTFTDecoder(nn.Module):
         for block in self.blocks:
             h = block.time_major(h)
         h = nn.functional.layer_norm(h, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
-        return self._complex_spectrum(nn.functional.linear(h, self.head.weight, self.head.bias))
+        return nn.functional.linear(h, self.head.weight, self.head.bias)
+
+    def spectrum(self, z: Tensor) -> Tensor:
+        """Predicted complex spectra of ``z`` [B, D, F], as [B, F * R, 2K] (real parts, then imaginary parts)."""
+        return self._complex_spectrum(self.head_output(z))
 
     def forward(self, z: Tensor) -> Tensor:
         """``z`` [B, D, F] -> audio [B, 1, F * hop]."""
-        if eager_inference(z, self):
-            return self.synthesis(self.time_major_spectrum(z.transpose(1, 2)))
         return self.synthesis(self.spectrum(z))
 
+    def render(self, head: Tensor) -> Tensor:
+        """Audio ``[B, 1, F * hop]`` of the head's output ``head`` [B, F * R, K or 2K] (:meth:`head_output`)."""
+        return self.synthesis(self._complex_spectrum(head))
+
+    def _frames(self, head: Tensor) -> Tensor:
+        """``[B, F, R * C]`` head rows to one row per predicted frame, ``[B, F * R, C]``."""
+        batch, frames, width = head.shape
+        return head.reshape(batch, frames * self.subframes, width // self.subframes)
+
     def _complex_spectrum(self, head: Tensor) -> Tensor:
-        """Real and imaginary parts ``[B, F, 2K]`` of the head's log-magnitudes and phases ``[B, F, 2K]``
-        (phase advances, summed here, with ``decoder_phase: integrated``)."""
-        log_magnitude, phase = head.chunk(2, dim=-1)  # [B, F, K] each
+        """Real and imaginary parts ``[B, S, 2K]`` of the head's rows ``[B, S, K or 2K]``: log-magnitudes,
+        then phases (phase advances, summed here, with ``decoder_phase: integrated``; with ``recovered``,
+        the phases come from the log-magnitudes)."""
+        if self.recovery is not None:
+            return _polar(head, self.recovery(head))
+        log_magnitude, phase = head.chunk(2, dim=-1)  # [B, S, K] each
         return _polar(log_magnitude, phase if self.phase is None else self.phase(phase))
 
 

@@ -58,10 +58,13 @@ class EncodedAudio:
 
 @dataclass
 class CodecOutput:
-    """Training forward output: ``wav_hat`` [B, C, T] and the quantizer's output."""
+    """Training forward output: ``wav_hat`` [B, C, T], the quantizer's output and, when the decoder
+    recovers its phase, its predicted log-magnitudes ``[B, S, K]`` (every gradient to the generator
+    passes through them)."""
 
     wav_hat: Tensor
     quantizer: QuantizerOutput
+    log_magnitude: Tensor | None = None
 
 
 class Codec(nn.Module):
@@ -284,6 +287,9 @@ class Codec(nn.Module):
         """
         z = self.encoder(wav)  # [B, D, F]
         q = self.quantizer(z, n_q)
+        if isinstance(self.decoder, ISTFTDecoder) and self.decoder.recovers_phase:
+            log_magnitude = self.decoder.head_output(q.quantized)  # [B, S, K]
+            return CodecOutput(wav_hat=self.decoder.render(log_magnitude), quantizer=q, log_magnitude=log_magnitude)
         return CodecOutput(wav_hat=self.decoder(q.quantized), quantizer=q)
 
     # ----- persistence ------------------------------------------------------------------------
