@@ -225,6 +225,9 @@ def test_init_may_switch_the_decoder_to_recovered_phase(tmp_path: Path) -> None:
     assert tuned.decoder.head.weight.shape[0] == 4 * 9 != source.decoder.head.weight.shape[0]
     for (name, a), b in zip(source.decoder.blocks.named_parameters(), tuned.decoder.blocks.parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=name)
+    log_magnitude_rows = source.decoder.head.weight[:9]  # the saved head's: 9 log-magnitudes, then 9 phases
+    for frame in tuned.decoder.head.weight.view(4, 9, -1):  # each predicted frame starts from them
+        torch.testing.assert_close(frame, log_magnitude_rows, rtol=0, atol=1e-6)
 
 
 def test_mrd_critic_trains_the_istft_decoder(tmp_path: Path) -> None:

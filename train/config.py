@@ -251,7 +251,10 @@ class TrainConfig:
         threads: Torch intra-op threads (0 leaves torch's default).
         init: Start the generator from this saved model (a directory written by
             ``Codec.save_pretrained`` or a bundled name) instead of a random
-            initialisation: a fine-tune. Its architecture must equal ``model``'s.
+            initialisation: a fine-tune. Its architecture must equal ``model``'s,
+            but for what the istft decoder's head predicts (``decoder_phase``,
+            ``decoder_subframes``): each predicted frame then starts from the
+            saved log-magnitude rows.
             Optimizers and discriminators start afresh; ignored on ``--resume``,
             whose checkpoint holds the weights. The step count and CPU seconds
             start at 0, or, for a run's snapshot (``RUN/snapshots/cpu-<s>s``), at

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from codec.atomic import read_jsonl
 from codec.errors import CodecError, ConfigError
 from codec.measures import perplexity, si_sdr_db
-from codec.network.config import to_dict
+from codec.network.config import CodecConfig, to_dict
 from codec.network.model import Codec, CodecOutput
 from codec.resolve import load_codec
 from train.balancer import Balancer
@@ -164,7 +164,7 @@ def _ignore_stop_signals(worker_id: int) -> None:
 #: decoder's head predicts (a changed head layout starts that one layer afresh; see :func:`initialize_from`).
 TRAINING_ONLY_KEYS = frozenset({"name", "ema_decay", "epsilon", "kmeans_iters", "dead_code_ratio",
                                 "quantizer_dropout", "quantizer_bypass", "decoder_phase", "decoder_subframes"})
-#: The one layer whose shape may differ from the saved model's: the iSTFT decoder's output layer.
+#: The iSTFT decoder's output layer, the one layer whose layout a fine-tune may change.
 HEAD_PREFIX = "decoder.head."
 
 
@@ -183,13 +183,29 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
     if differ:
         raise TrainingError(f"init={name_or_path!r} has another architecture than model ({differ}); "
                             "set the model section to the saved model's config")
-    state, mine_state = source.state_dict(), model.state_dict()
-    fresh = [k for k, v in state.items() if k.startswith(HEAD_PREFIX) and v.shape != mine_state[k].shape]
-    for key in fresh:
-        state[key] = mine_state[key]
+    state = source.state_dict()
+    relaid = theirs["decoder"] == "istft" and any(theirs[k] != mine[k] for k in ("decoder_phase", "decoder_subframes"))
+    if relaid:
+        state.update(_relaid_head(state, source.config, model))
     model.load_state_dict(state)
     log.info("generator initialised from %s (model id %s)%s", name_or_path, source.model_id,
-             f"; {', '.join(fresh)} start afresh (another head layout)" if fresh else "")
+             "; the decoder head's log-magnitude rows copied to each predicted frame, any phase rows start afresh"
+             if relaid else "")
+
+
+def _relaid_head(state: dict[str, torch.Tensor], source: CodecConfig, model: Codec) -> dict[str, torch.Tensor]:
+    """The istft decoder head of ``model`` with the saved log-magnitude rows (of its first predicted frame)
+    in each of ``model``'s frames, and ``model``'s own phase rows: what a fine-tune to another head layout
+    (``decoder_phase``, ``decoder_subframes``) keeps of the saved head."""
+    bins = source.n_fft // 2 + 1
+    head = {}
+    for name in ("weight", "bias"):
+        saved = state[HEAD_PREFIX + name][:bins]  # the first frame's log-magnitude rows
+        mine = model.state_dict()[HEAD_PREFIX + name].clone()
+        rows = mine.view(model.config.decoder_subframes, -1, *mine.shape[1:])  # [R, K or 2K, ...]
+        rows[:, :bins] = saved
+        head[HEAD_PREFIX + name] = mine
+    return head
 
 
 def snapshot_origin(name_or_path: str) -> tuple[float, int]:
