@@ -12,7 +12,8 @@ spectrum instead, as Vocos does (arXiv 2306.00814)::
          2 pi k hop / n_fft, and p is the running sum over frames: :class:`PhaseIntegrator`;
          with ``recovered`` the head gives log-magnitudes only, of ``decoder_subframes`` Hann-windowed
          frames per code frame, and the phases follow from them: :mod:`codec.network.phase_recovery`)
-      -> inverse DFT of each frame, times a sqrt-Hann window -> overlap-add -> wav [B, 1, F * hop]
+      -> inverse DFT of each frame, times a sqrt-Hann window (a Hann one with recovered phases)
+      -> overlap-add -> wav [B, 1, F * hop]
 
 Causality. Frame ``f``'s windowed frame covers output samples
 ``[f * hop, f * hop + n_fft)``, so output block ``f`` (samples
