@@ -217,17 +217,22 @@ def test_init_may_switch_the_decoder_to_recovered_phase(tmp_path: Path) -> None:
     source = Codec(tiny(**absolute).model)
     source.save_pretrained(tmp_path / "source")
     run = {"steps": 1, "checkpoint_every": 1, "optim.lr": 1e-12, "disc.kinds": [], "init": str(tmp_path / "source")}
-    with pytest.raises(TrainingError, match="n_fft"):  # the frame length is the architecture's, not the head's
-        train(tiny(**(RECOVERED | {"model.decoder_subframes": 4, "model.n_fft": 32} | run)), tmp_path / "other",
-              quiet=True)
-    config = tiny(**(RECOVERED | {"model.decoder_subframes": 4} | run))
-    tuned = Codec.from_pretrained(train(config, tmp_path / "run", quiet=True))
-    assert tuned.decoder.head.weight.shape[0] == 4 * 9 != source.decoder.head.weight.shape[0]
-    for (name, a), b in zip(source.decoder.blocks.named_parameters(), tuned.decoder.blocks.parameters(), strict=True):
-        torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=name)
-    log_magnitude_rows = source.decoder.head.weight[:9]  # the saved head's: 9 log-magnitudes, then 9 phases
-    for frame in tuned.decoder.head.weight.view(4, 9, -1):  # each predicted frame starts from them
-        torch.testing.assert_close(frame, log_magnitude_rows, rtol=0, atol=1e-6)
+    with pytest.raises(TrainingError, match="decoder_dim"):  # the backbone's width is not the head's layout
+        train(tiny(**(RECOVERED | {"model.decoder_dim": 8} | run)), tmp_path / "other", quiet=True)
+    saved_rows = source.decoder.head.weight[:9]  # the saved head's 9 log-magnitude rows, then 9 phase rows
+    for subframes, n_fft in ((4, 16), (4, 32)):
+        config = tiny(**(RECOVERED | {"model.decoder_subframes": subframes, "model.n_fft": n_fft} | run))
+        tuned = Codec.from_pretrained(train(config, tmp_path / f"run{n_fft}", quiet=True))
+        bins = n_fft // 2 + 1
+        assert tuned.decoder.head.weight.shape[0] == subframes * bins != source.decoder.head.weight.shape[0]
+        for (name, a), b in zip(source.decoder.blocks.named_parameters(), tuned.decoder.blocks.parameters(),
+                                strict=True):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=name)
+        for frame in tuned.decoder.head.weight.view(subframes, bins, -1):  # each frame starts from the saved rows,
+            step = n_fft // 16  # at the saved bins' frequencies
+            torch.testing.assert_close(frame[::step], saved_rows, rtol=0, atol=1e-6)
+            if step > 1:  # and between them, halfway
+                torch.testing.assert_close(frame[1::step], (saved_rows[:-1] + saved_rows[1:]) / 2, rtol=0, atol=1e-6)
 
 
 def test_mrd_critic_trains_the_istft_decoder(tmp_path: Path) -> None:

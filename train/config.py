@@ -252,9 +252,9 @@ class TrainConfig:
         init: Start the generator from this saved model (a directory written by
             ``Codec.save_pretrained`` or a bundled name) instead of a random
             initialisation: a fine-tune. Its architecture must equal ``model``'s,
-            but for what the istft decoder's head predicts (``decoder_phase``,
-            ``decoder_subframes``): each predicted frame then starts from the
-            saved log-magnitude rows.
+            but for the istft decoder's head layout (``decoder_phase``,
+            ``decoder_subframes``, ``n_fft``): each predicted frame then starts
+            from the saved log-magnitude rows, carried to its bins.
             Optimizers and discriminators start afresh; ignored on ``--resume``,
             whose checkpoint holds the weights. The step count and CPU seconds
             start at 0, or, for a run's snapshot (``RUN/snapshots/cpu-<s>s``), at

@@ -160,11 +160,14 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-#: Model settings that a fine-tune may change: the name, EMA and dropout behaviour, and what the iSTFT
-#: decoder's head predicts (a changed head layout starts that one layer afresh; see :func:`initialize_from`).
+#: Model settings that a fine-tune may change: the name, EMA and dropout behaviour, and the iSTFT decoder's
+#: head layout (:data:`HEAD_LAYOUT_KEYS`).
 TRAINING_ONLY_KEYS = frozenset({"name", "ema_decay", "epsilon", "kmeans_iters", "dead_code_ratio",
-                                "quantizer_dropout", "quantizer_bypass", "decoder_phase", "decoder_subframes"})
-#: The iSTFT decoder's output layer, the one layer whose layout a fine-tune may change.
+                                "quantizer_dropout", "quantizer_bypass"})
+#: What the iSTFT decoder's head predicts: a fine-tune may change it, and the head is then laid out afresh
+#: (:func:`_relaid_head`); the frame length touches no other weight.
+HEAD_LAYOUT_KEYS = frozenset({"decoder_phase", "decoder_subframes", "n_fft"})
+#: The iSTFT decoder's output layer.
 HEAD_PREFIX = "decoder.head."
 
 
@@ -173,37 +176,46 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
 
     Raises:
         TrainingError: If the saved model's architecture differs from ``model``'s
-            (any model setting outside :data:`TRAINING_ONLY_KEYS`).
+            (any model setting outside :data:`TRAINING_ONLY_KEYS`, and outside
+            :data:`HEAD_LAYOUT_KEYS` for two iSTFT decoders).
     """
     source = load_codec(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
-    differ = ", ".join(
-        f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in TRAINING_ONLY_KEYS and mine[k] != theirs[k]
-    )
+    istft = mine["decoder"] == theirs["decoder"] == "istft"
+    free = TRAINING_ONLY_KEYS | HEAD_LAYOUT_KEYS if istft else TRAINING_ONLY_KEYS
+    differ = ", ".join(f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in free and mine[k] != theirs[k])
     if differ:
         raise TrainingError(f"init={name_or_path!r} has another architecture than model ({differ}); "
                             "set the model section to the saved model's config")
     state = source.state_dict()
-    relaid = theirs["decoder"] == "istft" and any(theirs[k] != mine[k] for k in ("decoder_phase", "decoder_subframes"))
+    relaid = istft and any(theirs[k] != mine[k] for k in HEAD_LAYOUT_KEYS)
     if relaid:
         state.update(_relaid_head(state, source.config, model))
     model.load_state_dict(state)
     log.info("generator initialised from %s (model id %s)%s", name_or_path, source.model_id,
-             "; the decoder head's log-magnitude rows copied to each predicted frame, any phase rows start afresh"
-             if relaid else "")
+             "; the decoder head's log-magnitude rows carried to each predicted frame's bins, any phase rows "
+             "start afresh" if relaid else "")
 
 
 def _relaid_head(state: dict[str, torch.Tensor], source: CodecConfig, model: Codec) -> dict[str, torch.Tensor]:
-    """The istft decoder head of ``model`` with the saved log-magnitude rows (of its first predicted frame)
-    in each of ``model``'s frames, and ``model``'s own phase rows: what a fine-tune to another head layout
-    (``decoder_phase``, ``decoder_subframes``) keeps of the saved head."""
-    bins = source.n_fft // 2 + 1
+    """The istft decoder head of ``model`` for a fine-tune to another head layout (:data:`HEAD_LAYOUT_KEYS`).
+
+    Each of ``model``'s predicted frames starts from the saved log-magnitude
+    rows of the first saved frame, interpolated linearly in frequency onto its
+    own bins; phase rows, if any, keep ``model``'s fresh initialisation.
+    """
+    saved_bins, bins = source.n_fft // 2 + 1, model.config.n_fft // 2 + 1
+    position = torch.arange(bins, dtype=torch.float64) * source.n_fft / model.config.n_fft  # in saved bins
+    low = position.floor().long().clamp(max=saved_bins - 1)
+    high, frac = (low + 1).clamp(max=saved_bins - 1), (position - low).float()
     head = {}
     for name in ("weight", "bias"):
-        saved = state[HEAD_PREFIX + name][:bins]  # the first frame's log-magnitude rows
+        saved = state[HEAD_PREFIX + name][:saved_bins]  # the first frame's log-magnitude rows
+        frac_rows = frac.view(-1, *[1] * (saved.dim() - 1))
+        rows_in = saved[low] * (1 - frac_rows) + saved[high] * frac_rows  # [K, ...]
         mine = model.state_dict()[HEAD_PREFIX + name].clone()
         rows = mine.view(model.config.decoder_subframes, -1, *mine.shape[1:])  # [R, K or 2K, ...]
-        rows[:, :bins] = saved
+        rows[:, :bins] = rows_in
         head[HEAD_PREFIX + name] = mine
     return head
 
