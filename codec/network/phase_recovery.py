@@ -23,7 +23,7 @@ latency. Everything but one gather and add per frame runs over all frames at
 once.
 
 Measured on the first four dev clips from their true magnitudes (Hann window
-of 640 samples at 16 kHz, hop 160; ``python -m eval.phase_recovery --heap``):
+of 640 samples at 16 kHz, hop 160; ``codec phase-recovery --heap``):
 PESQ 3.38 and ViSQOL 4.40, where PGHI's heap scores 3.66 and 4.45 at about
 six times the CPU time, and at hop 320 (one frame per code frame) only 1.64
 and 4.25: the decoder predicts several frames per code frame
@@ -43,7 +43,7 @@ from torch.nn import functional as F
 from codec.network.streaming import StreamingModule
 
 #: ``lambda / n_fft^2`` of the Gaussian that stands for the Hann window. PGHI's paper gives 0.25645; on
-#: true magnitudes of four dev clips (n_fft 640, hop 160; ``eval.phase_recovery --lambdas 0.12,0.18,0.25``)
+#: true magnitudes of four dev clips (n_fft 640, hop 160; ``codec phase-recovery --lambdas 0.12,0.18,0.25``)
 #: 0.18 renders best.
 LAMBDA = 0.18
 
@@ -133,11 +133,12 @@ def _integrate(start: Tensor, anchor: Tensor, offset: Tensor) -> Tensor:
     """Phases ``[B, S, K]`` of frame after frame: each bin takes its anchor's phase in the previous frame
     (``start`` [B, K] before the first) plus its ``offset``.
 
-    The one sequential part of the recovery. Traced, it stays in torch ops; run
-    eagerly, it loops in numpy, whose indexing of a few hundred bins costs a
-    seventh of a torch call's overhead (3,000 frames of 161 bins: 8 against 57 ms).
+    The one sequential part of the recovery. Run eagerly on the CPU, it loops
+    in numpy, whose indexing of a few hundred bins costs a seventh of a torch
+    call's overhead (3,000 frames of 161 bins: 8 against 57 ms); traced, or on
+    another device, it stays in torch ops.
     """
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or anchor.device.type != "cpu":
         phase, phases = start, []
         for s in range(anchor.shape[1]):
             phase = phase.gather(-1, anchor[:, s]) + offset[:, s]
