@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,31 @@ def test_the_speech_recipe_is_the_winner_of_the_recipe_comparison() -> None:
     winner = load_yaml(TrainConfig, ROOT / "configs" / "recipes" / "c_istft_logmel.yaml")
     assert (shipped.model, shipped.loss, shipped.disc, shipped.optim) == (winner.model, winner.loss, winner.disc,
                                                                           winner.optim)
+
+
+def test_balancing_at_log_magnitudes_keeps_the_waveforms_gradient_scale(speech: Callable[..., torch.Tensor]) -> None:
+    """With a recovered phase the losses are balanced at the log-magnitudes; scaled by ``waveform_to`` the
+    waveform loss gets the parameter gradient that balancing at the waveform gives it."""
+    from train.balancer import Balancer
+    from train.loop import waveform_to
+
+    config = tiny(**RECOVERED)
+    torch.manual_seed(0)
+    model = Codec(config.model).eval()  # no codebook updates or dropout: both passes see the same network
+    wav = speech(16000, index=0, seconds=0.5)
+    mel = MelLoss(16000, (64, 256), 32)
+    grads = []
+    for at_waveform in (True, False):
+        model.zero_grad()
+        out = model(wav)
+        losses = {"mel": mel(out.wav_hat, wav)}
+        balancer = Balancer({"mel": 1.0})
+        if at_waveform:
+            objective = balancer.surrogate(losses, out.wav_hat)
+        else:
+            objective = balancer.surrogate(losses, out.log_magnitude,
+                                           waveform_to(losses["mel"], out.wav_hat, out.log_magnitude, lambda t: t))
+        objective.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.decoder.parameters()]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-9)
+    assert grads[0].norm() > 0

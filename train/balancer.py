@@ -76,9 +76,11 @@ class Balancer:
         self.last_shares = {n: v / norm_total for n, v in scaled_norms.items()}
         return out
 
-    def surrogate(self, losses: dict[str, Tensor], x_hat: Tensor) -> Tensor:
-        """A scalar whose gradient w.r.t. the generator is the balanced gradient through ``x_hat``."""
-        return (x_hat * self.gradient(losses, x_hat).detach()).sum()
+    def surrogate(self, losses: dict[str, Tensor], x_hat: Tensor, scale: float = 1.0) -> Tensor:
+        """A scalar whose gradient w.r.t. the generator is the balanced gradient through ``x_hat``, times
+        ``scale`` (the norm a unit gradient at the waveform takes at ``x_hat``, when ``x_hat`` is not the
+        waveform: see ``train.loop.waveform_to``)."""
+        return (x_hat * (scale * self.gradient(losses, x_hat)).detach()).sum()
 
     def state_dict(self) -> dict:
         """EMA state, for checkpoints."""
