@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import math
 import sys
 import urllib.error
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,7 +26,7 @@ from train.config import DataConfig, SemanticConfig, TrainConfig
 from train.data import CropDataset, probe
 from train.loop import train
 from train.phones import PHONES, SILENCE, PhoneRecognizer, PhoneRecognizerError, phone_id
-from train.semantic import SemanticHead, TargetCache, build_semantic, select_layers
+from train.semantic import SemanticDistillation, SemanticHead, TargetCache, build_semantic, select_layers
 from train.teachers import (
     MfccTeacher,
     PhoneTeacher,
@@ -335,3 +337,68 @@ def test_training_step_with_the_phones_teacher(tmp_path: Path) -> None:
     head = load_file(tmp_path / "run" / "checkpoints" / "step-00000003" / "model_2.safetensors")
     assert head["proj.weight"].shape == (len(PHONES), config.model.dimension)  # one logit per phone
     assert "centroids" not in head and not list((tmp_path / "cache").rglob("units-*"))  # nothing fitted
+
+
+def speaker_manifest(path: Path, speakers: list[str]) -> Path:
+    """A JSON Lines manifest of the committed clips, the i-th file said by ``speakers[i]``."""
+    files = list_audio(DATA_DIR)
+    rows = [{"path": str(f), "speaker": s} for f, s in zip(files, speakers, strict=False)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_speakers_come_from_the_manifest_rows(tmp_path: Path) -> None:
+    manifest = speaker_manifest(tmp_path / "train.jsonl", ["b", "a", "b", "c"])
+    indices = semantic_lib.speaker_indices([str(manifest), str(DATA_DIR)])
+    assert sorted(indices.values()) == [0, 1, 1, 2]  # a, b, c by name; the folder adds no speaker
+    assert indices[str(list_audio(DATA_DIR)[1])] == 0
+    one = speaker_manifest(tmp_path / "one.jsonl", ["a", "a"])
+    with pytest.raises(ConfigError, match="at least two speakers.*\"speaker\" key"):
+        semantic_lib.speaker_indices([str(one), str(DATA_DIR)])
+    with pytest.raises(ConfigError, match="speaker_weight must be 0"):
+        SemanticConfig(speaker_weight=-1.0)
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_encoder_gets_the_speaker_gradient_reversed_and_the_classifier_the_plain_one(balanced: bool) -> None:
+    torch.manual_seed(0)
+    first = torch.randn(1, 8, 20, requires_grad=True)  # [B, D, F]: the first level's latent
+    quantizer = SimpleNamespace(first_quantized=first * 1.0, quantized=first.detach())
+    teacher, speaker = torch.randn(1, 1, 20, 39), torch.tensor([2])
+    head = SemanticHead(8, 39, "cosine", speakers=3)
+    distillation = SemanticDistillation(head, None, weight=1.0, balanced=balanced, speakers={}, speaker_weight=0.5)
+    distillation.latent_norm_sum = distillation.latent_weight_sum = 1.0  # ||dL_wave/dq|| = 1 (W = 1)
+    losses = distillation.loss(quantizer, teacher, speaker)
+    distillation.surrogate(losses, {"mel": 1.0}).backward()
+
+    leaf = first.detach().requires_grad_()
+    g_semantic = torch.autograd.grad(head.semantic_loss(leaf, teacher), leaf)[0]
+    g_speaker = torch.autograd.grad(head.speaker.loss(leaf, speaker), leaf)[0]
+    if balanced:  # each normalised to norm 1, then weighted
+        g_semantic, g_speaker = g_semantic / g_semantic.norm(), g_speaker / g_speaker.norm()
+    torch.testing.assert_close(first.grad, g_semantic - 0.5 * g_speaker)
+    classifier = head.speaker.net[-1].weight
+    plain = torch.autograd.grad(head.speaker.loss(leaf, speaker), classifier)[0]
+    torch.testing.assert_close(classifier.grad, plain)  # the classifier itself learns to tell speakers apart
+    assert 0 < distillation.last_speaker_share < 1 if balanced else True
+
+
+def test_training_with_a_speaker_adversary_on_real_speech(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    manifest = speaker_manifest(tmp_path / "train.jsonl", ["allison", "carlo", "codec2", "tuxpaint"])
+    overrides = {"data.train": [str(manifest)], "data.valid": [str(DATA_DIR)], "valid_every": 0, "threads": 1,
+                 "model.ratios": [8, 5, 4, 2], "data.segment_s": 0.64, "steps": 4, "log_every": 1,
+                 "checkpoint_every": 4, "disc.start_step": 1000, "semantic.teacher": "mfcc",
+                 "semantic.speaker_weight": 0.5, "semantic.cache_dir": str(tmp_path / "cache")}
+    config = load_yaml(TrainConfig, ROOT / "configs" / "tiny.yaml", overrides)
+    exported = train(config, tmp_path / "run", quiet=True)
+    events = EventAccumulator(glob.glob(str(tmp_path / "run" / "tensorboard" / "*"))[0])
+    events.Reload()
+    losses = [e.value for e in events.Scalars("loss/speaker")]
+    assert len(losses) == 4 and all(0 < v < 3 * math.log(4) for v in losses)  # near chance: log 4 = 1.39
+    shares = [e.value for e in events.Scalars("share/speaker")]
+    assert shares[0] == 0.0 and all(0 < s < 1 for s in shares[1:])
+    head = load_file(tmp_path / "run" / "checkpoints" / "step-00000004" / "model_2.safetensors")
+    assert head["speaker.net.2.weight"].shape == (4, 256)  # one logit per speaker
+    assert not any("speaker" in key for key in load_file(exported / "model.safetensors"))

@@ -191,6 +191,10 @@ class SemanticConfig:
         units: K-means clusters of the ``"ce"`` targets (HuBERT: 100 for MFCC).
         units_files: Training files whose targets fit the k-means units.
         units_iters: K-means iterations.
+        speaker_weight: Weight of a speaker adversary on the first codebook (0: none): a classifier
+            learns the speaker of each crop from the first level's quantized latent, and the encoder
+            gets its gradient reversed, balanced like the semantic loss's (see :mod:`train.semantic`).
+            Speakers come from the ``"speaker"`` key of the JSON Lines manifests in ``data.train``.
     """
 
     teacher: str = ""
@@ -201,8 +205,11 @@ class SemanticConfig:
     units: int = 100
     units_files: int = 1000
     units_iters: int = 30
+    speaker_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.speaker_weight < 0:
+            raise ConfigError(f"semantic.speaker_weight must be 0 (off) or positive, got {self.speaker_weight}")
         if self.loss not in ("d_axis", "cosine", "ce"):
             raise ConfigError(f"semantic.loss must be 'd_axis', 'cosine' or 'ce', got {self.loss!r}")
         if isinstance(self.layer, str) and self.layer not in ("avg", "mix") or self.layer == 0:

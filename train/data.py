@@ -19,6 +19,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -28,7 +29,7 @@ from torch.utils.data import Dataset, IterableDataset, Sampler
 
 from codec.audio import fit_length, resample
 from codec.errors import InputError
-from codec.sources import AUDIO_SUFFIXES, list_audio
+from codec.sources import AUDIO_SUFFIXES, list_audio, read_manifest
 from train.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -115,10 +116,14 @@ class CropDataset(Dataset):
         targets: If given, crops start on frame boundaries (multiples of its
             ``hop_length`` at ``sample_rate``) and each item is ``(crop, the
             targets of its frames)``.
+        speakers: With ``targets``, the speaker index of each file path; each
+            item then ends with its file's index (a 0-d tensor, -1 for a file
+            not in it).
     """
 
     def __init__(
-        self, entries: list[AudioEntry], sample_rate: int, config: DataConfig, targets: FrameTargets | None = None
+        self, entries: list[AudioEntry], sample_rate: int, config: DataConfig, targets: FrameTargets | None = None,
+        speakers: dict[str, int] | None = None,
     ) -> None:
         if not entries:
             raise InputError("no usable training audio: check data.train (folders or manifests)")
@@ -127,13 +132,15 @@ class CropDataset(Dataset):
         self.config = config
         self.segment = round(config.segment_s * sample_rate)
         self.targets = targets
+        self.speakers = speakers
         self.failures = 0
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, item: tuple[int, int]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Crop ``[1, segment]`` of entry ``item[0]`` chosen by seed ``item[1]`` (and its targets ``[..., F, D]``)."""
+    def __getitem__(self, item: tuple[int, int]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Crop ``[1, segment]`` of entry ``item[0]`` chosen by seed ``item[1]`` (and its targets ``[..., F, D]``
+        and speaker index)."""
         index, seed = item
         rng = np.random.default_rng(seed)
         for attempt in range(len(self.entries)):
@@ -150,7 +157,10 @@ class CropDataset(Dataset):
         wav = apply_gain(wav, self.config.gain_db, rng)
         if self.targets is None:
             return wav
-        return wav, self.targets.frames(entry.path, first_frame, self.segment // self.targets.hop_length)
+        target = self.targets.frames(entry.path, first_frame, self.segment // self.targets.hop_length)
+        if self.speakers is None:
+            return wav, target
+        return wav, target, torch.tensor(self.speakers.get(entry.path, -1))
 
     def _crop(self, entry: AudioEntry, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
         """A crop ``[1, segment]`` and its first frame (0 without targets)."""
@@ -254,6 +264,19 @@ def split_entries(config: DataConfig) -> tuple[list[AudioEntry], list[AudioEntry
         valid_paths = [p for p in train_paths if is_held_out(p, config.valid_fraction)]
         train_paths = [p for p in train_paths if not is_held_out(p, config.valid_fraction)]
     return probe(train_paths, config.min_duration_s), probe(valid_paths, config.min_duration_s)
+
+
+def manifest_speakers(sources: list[str]) -> dict[str, str]:
+    """The ``"speaker"`` of each file listed in the JSON Lines manifests among ``sources``, by the path that
+    :func:`codec.sources.list_audio` gives it (files of folders and rows without the key have none)."""
+    speakers = {}
+    for source in sources:
+        path = Path(source).expanduser()
+        if path.is_file() and path.suffix.lower() == ".jsonl":
+            for entry in read_manifest(path):
+                if isinstance(entry.row.get("speaker"), str):
+                    speakers[str(entry.path)] = entry.row["speaker"]
+    return speakers
 
 
 def load_excerpt(entry: AudioEntry, sample_rate: int, seconds: float, channel: str = "mix") -> torch.Tensor:

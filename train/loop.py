@@ -133,7 +133,8 @@ def make_loader(
 ) -> DataLoader:
     """Batches of crops ``[B, 1, T]`` continuing at ``step`` (shards: a fresh shuffled stream).
 
-    With ``semantic``, batches are ``[crops, teacher targets [B, L', F, D_t]]``.
+    With ``semantic``, batches are ``[crops, teacher targets [B, L', F, D_t]]``, and with its speaker
+    adversary ``[crops, targets, speaker indices [B]]``.
     """
     rate, world, rank = config.model.sample_rate, accelerator.num_processes, accelerator.process_index
     shards = [s for s in config.data.train if is_shard_source(s)]
@@ -143,7 +144,8 @@ def make_loader(
                           worker_init_fn=_ignore_stop_signals)
     sampler = StepSampler(len(entries), config.seed, start=step * config.batch_size * world, rank=rank, world=world)
     return DataLoader(
-        CropDataset(entries, rate, config.data, semantic.targets if semantic else None),
+        CropDataset(entries, rate, config.data, semantic.targets if semantic else None,
+                    semantic.speakers if semantic else None),
         batch_size=config.batch_size, sampler=sampler,
         num_workers=config.data.num_workers, generator=torch.Generator().manual_seed(config.seed),
         persistent_workers=config.data.num_workers > 0, worker_init_fn=_ignore_stop_signals,
@@ -306,7 +308,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
         for batch in parts.loader:
             if progress.step >= config.steps or stop[0] or cpu_clock.spent():
                 break
-            wav, target = batch if parts.semantic else (batch, None)
+            wav, target, speaker = split_batch(batch, parts.semantic)
             wav = wav.to(accelerator.device)  # [B, 1, T]
             parts.model.train(), parts.disc.train()
             codebooks = codebook_snapshot(codec)  # the forward pass updates them; a skipped step restores them
@@ -314,7 +316,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
                 out = parts.model(wav)
             adversarial = parts.adversarial_at(progress.step)
             d_loss = discriminator_step(parts, wav, out.wav_hat, adversarial)
-            stats = generator_step(parts, wav, out, target, adversarial)
+            stats = generator_step(parts, wav, out, target, adversarial, speaker)
             if stats is None:
                 skip_step(parts, codebooks)
                 continue
@@ -445,8 +447,21 @@ def discriminator_step(parts: Parts, wav: torch.Tensor, wav_hat: torch.Tensor, a
     return d_loss
 
 
+def split_batch(
+    batch: torch.Tensor | list[torch.Tensor], semantic: SemanticDistillation | None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Crops, teacher targets and speaker indices of a batch of :func:`make_loader` (``None``: not in this run)."""
+    if semantic is None:
+        return batch, None, None
+    if semantic.speakers:
+        wav, target, speaker = batch
+        return wav, target, speaker
+    return batch[0], batch[1], None
+
+
 def generator_step(
-    parts: Parts, wav: torch.Tensor, out: CodecOutput, target: torch.Tensor | None, adversarial: bool
+    parts: Parts, wav: torch.Tensor, out: CodecOutput, target: torch.Tensor | None, adversarial: bool,
+    speaker: torch.Tensor | None = None,
 ) -> GeneratorStats | None:
     """One generator update from the forward pass ``out`` of ``wav`` ``[B, 1, T]``.
 
@@ -456,6 +471,7 @@ def generator_step(
         out: ``parts.model(wav)``.
         target: Teacher targets ``[B, L', F, D_t]`` with semantic distillation, else ``None``.
         adversarial: Whether the critics judge the generator at this step.
+        speaker: Speaker indices ``[B]`` of the crops, with the semantic speaker adversary.
 
     Returns:
         The step's losses, or ``None`` if one is NaN/Inf: then nothing is updated.
@@ -476,7 +492,9 @@ def generator_step(
             losses["adversarial"] = generator_adversarial_loss(fake, loss.adversarial_kind)
             losses["feature"] = feature_matching_loss(real, fake)
         if parts.semantic:
-            losses["semantic"] = parts.semantic.loss(out.quantizer, target.to(accelerator.device))
+            device = accelerator.device
+            losses |= parts.semantic.loss(out.quantizer, target.to(device),
+                                          None if speaker is None else speaker.to(device))
     commitment = out.quantizer.commitment_loss
     parts.opt_g.zero_grad(set_to_none=True)
     if not all_finite(accelerator, [*losses.values(), commitment]):
@@ -559,6 +577,8 @@ class Meter:
         scalars |= {f"share/{k}": v for k, v in parts.balancer.last_shares.items()}
         if parts.semantic and config.loss.balancer:
             scalars["share/semantic"] = parts.semantic.last_share
+            if parts.semantic.speakers:
+                scalars["share/speaker"] = parts.semantic.last_speaker_share
         scalars |= {f"codebook/{k}": v for k, v in codebook_metrics.items()}
         for k, v in scalars.items():
             self.writer.add_scalar(k, v, step)

@@ -37,6 +37,18 @@ whatever the two losses' raw scales. ``g_sem`` is applied with the surrogate
 ``sum(q1 * sg(g_sem))`` in the same ``accelerator.backward`` call; the head
 itself learns from the raw loss. Without the balancer (``loss.balancer:
 false``) the encoder gets ``w_s * dL_s/dq1``.
+
+Speaker adversary (``semantic.speaker_weight``, ``w_a``). Codebook 1 should
+carry what is said, not who says it. A small classifier
+(:class:`SpeakerClassifier`) learns each crop's speaker from ``q1`` (the
+mean and deviation of its frames) by cross-entropy ``L_a``, and the encoder
+gets that gradient reversed (Ganin and Lempitsky 2015, gradient reversal),
+balanced in the same way:
+
+    g_a = -(w_a / W) * EMA(||dL_wave/dq||) * (dL_a/dq1) / EMA(||dL_a/dq1||)
+
+so the encoder moves ``q1`` where the classifier can tell speakers apart
+least, while the semantic loss keeps the content in it.
 """
 
 from __future__ import annotations
@@ -62,7 +74,7 @@ from codec.network.config import CodecConfig
 from codec.network.quantization import QuantizerOutput, kmeans
 from train.balancer import Balancer
 from train.config import SemanticConfig, TrainConfig
-from train.data import AudioEntry, is_shard_source
+from train.data import AudioEntry, is_shard_source, manifest_speakers
 from train.teachers import Teacher, align_frames, align_labels, load_teacher, teacher_id
 
 log = logging.getLogger(__name__)
@@ -203,6 +215,32 @@ def cosine_loss(pred: Tensor, target: Tensor) -> Tensor:
     return (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
 
 
+class SpeakerClassifier(nn.Module):
+    """Speaker logits of a crop from the statistics of its first-level latent (x-vector pooling).
+
+    Args:
+        dim: The codec's latent dimension ``D``.
+        speakers: Number of training speakers.
+        hidden: Width of the hidden layer.
+    """
+
+    def __init__(self, dim: int, speakers: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, speakers))
+
+    def forward(self, first_quantized: Tensor) -> Tensor:
+        """Logits ``[B, speakers]`` of ``first_quantized`` [B, D, F]."""
+        pooled = torch.cat([first_quantized.mean(-1), first_quantized.std(-1, unbiased=False)], dim=-1)  # [B, 2D]
+        return self.net(pooled)
+
+    def loss(self, first_quantized: Tensor, speaker: Tensor) -> Tensor:
+        """Cross-entropy against ``speaker`` [B] (index -1: unknown, left out; 0 if all are unknown)."""
+        logits, known = self(first_quantized), speaker >= 0
+        if not bool(known.any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[known], speaker[known])
+
+
 class SemanticHead(nn.Module):
     """A linear map of the first codebook's latent to the teacher's features (or unit logits), and its loss.
 
@@ -214,6 +252,7 @@ class SemanticHead(nn.Module):
             with learned softmax weights (``layer: mix``).
         centroids: K-means units ``[K, D_t]``, for ``"ce"`` on a teacher of features.
         classes: ``K``, for ``"ce"`` on a teacher of class ids (targets ``[B, 1, F, 1]`` hold the ids).
+        speakers: Training speakers, for a speaker adversary (:class:`SpeakerClassifier`); 0 for none.
 
     Raises:
         ConfigError: Unless ``"ce"`` gets exactly one of ``centroids`` and ``classes``, and the others neither.
@@ -221,7 +260,7 @@ class SemanticHead(nn.Module):
 
     def __init__(
         self, dim: int, target_dim: int, loss: str, n_layers: int = 1, centroids: Tensor | None = None,
-        classes: int = 0,
+        classes: int = 0, speakers: int = 0,
     ) -> None:
         super().__init__()
         if (loss == "ce") != ((centroids is not None) != (classes > 0)):
@@ -233,6 +272,7 @@ class SemanticHead(nn.Module):
         self.layer_logits = nn.Parameter(torch.zeros(n_layers)) if n_layers > 1 else None
         if centroids is not None:
             self.register_buffer("centroids", centroids.float())
+        self.speaker = SpeakerClassifier(dim, speakers) if speakers else None
 
     def target(self, teacher: Tensor) -> Tensor:
         """The target ``[B, F, D_t]`` of teacher frames ``[B, L', F, D_t]`` (the learned layer mix if ``L' > 1``)."""
@@ -240,8 +280,21 @@ class SemanticHead(nn.Module):
             return teacher[:, 0]
         return torch.einsum("l,blfd->bfd", self.layer_logits.softmax(0), teacher)
 
-    def forward(self, first_quantized: Tensor, teacher: Tensor) -> Tensor:
-        """The loss of the head on ``first_quantized`` [B, D, F] against teacher frames ``[B, L', F, D_t]``."""
+    def forward(self, first_quantized: Tensor, teacher: Tensor, speaker: Tensor | None = None) -> Tensor:
+        """The loss of the head on ``first_quantized`` [B, D, F] against teacher frames ``[B, L', F, D_t]``.
+
+        With ``speaker`` (indices [B], for a head built with ``speakers``), a ``[2]`` tensor: the semantic
+        loss and the speaker classifier's (both computed in this call, as data-parallel wrappers need).
+        """
+        semantic = self.semantic_loss(first_quantized, teacher)
+        if speaker is None:
+            return semantic
+        if self.speaker is None:
+            raise ConfigError("this semantic head has no speaker classifier: build it with speakers > 0")
+        return torch.stack([semantic, self.speaker.loss(first_quantized, speaker)])
+
+    def semantic_loss(self, first_quantized: Tensor, teacher: Tensor) -> Tensor:
+        """The distillation loss alone (see :meth:`forward`)."""
         pred = self.proj(first_quantized.transpose(1, 2))  # [B, F, D_t or K]
         target = self.target(teacher)  # [B, F, D_t]
         if self.loss == "ce":
@@ -264,6 +317,8 @@ class SemanticDistillation:
         decay: EMA decay of the gradient norms.
         reduce: Averages a tensor over processes.
         grad_scale: The mixed-precision loss scale in effect (gradients seen by the hook carry it).
+        speakers: The speaker index of each training file, for the speaker adversary (``None``: none).
+        speaker_weight: ``w_a``.
     """
 
     def __init__(
@@ -275,52 +330,72 @@ class SemanticDistillation:
         decay: float = 0.999,
         reduce: Callable[[Tensor], Tensor] | None = None,
         grad_scale: Callable[[], float] | None = None,
+        speakers: dict[str, int] | None = None,
+        speaker_weight: float = 0.0,
     ) -> None:
         self.head, self.targets, self.weight, self.balanced, self.decay = head, targets, weight, balanced, decay
-        self.balancer = Balancer({"semantic": 1.0}, decay, reduce=reduce)
+        self.speakers, self.speaker_weight = speakers, speaker_weight
+        self.balancers = {name: Balancer({name: 1.0}, decay, reduce=reduce) for name in ("semantic", "speaker")}
         self.reduce = reduce or (lambda t: t)
         self.grad_scale = grad_scale or (lambda: 1.0)
         self.latent_norm_sum = self.latent_weight_sum = 0.0  # bias-corrected EMA of ||dL_wave/dq||
         self.pending_norm: float | None = None  # measured in the last backward pass, not yet in the EMA
-        self.last_share = 0.0
+        self.last_share = self.last_speaker_share = 0.0
         self._first: Tensor | None = None
         self._leaf: Tensor | None = None
 
-    def loss(self, quantizer: QuantizerOutput, teacher: Tensor) -> Tensor:
-        """The head's loss on this step's first-level latent; registers the hook that measures ``||dL_wave/dq||``.
+    def loss(self, quantizer: QuantizerOutput, teacher: Tensor, speaker: Tensor | None = None) -> dict[str, Tensor]:
+        """The head's losses on this step's first-level latent; registers the hook that measures ``||dL_wave/dq||``.
 
         Args:
             quantizer: The codec's training-pass quantizer output.
             teacher: Target frames ``[B, L', F, D_t]``.
+            speaker: Speaker indices ``[B]`` of the crops, with a speaker adversary.
+
+        Returns:
+            ``"semantic"``, and ``"speaker"`` (the classifier's cross-entropy) with ``speaker``.
         """
         self._first = quantizer.first_quantized  # [B, D, F]
         self._leaf = self._first.detach().requires_grad_()
         if self.balanced and quantizer.quantized.requires_grad:
             quantizer.quantized.register_hook(self._measure)
-        return self.head(self._leaf, teacher)
+        if speaker is None:
+            return {"semantic": self.head(self._leaf, teacher)}
+        semantic, adversary = self.head(self._leaf, teacher, speaker).unbind()
+        return {"semantic": semantic, "speaker": adversary}
 
     def _measure(self, grad: Tensor) -> None:
         self.pending_norm = float(grad.detach().flatten(1).norm(dim=1).mean()) / self.grad_scale()
 
     def surrogate(self, losses: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
-        """A scalar whose gradient trains the head and sends ``g_sem`` to the encoder.
+        """A scalar whose gradient trains the head (and the speaker classifier) and sends ``g_sem`` (and
+        ``g_a``) to the encoder.
 
         Args:
-            losses: This step's losses; ``"semantic"`` is the value :meth:`loss` returned.
+            losses: This step's losses, with what :meth:`loss` returned.
             weights: Weights of the waveform losses (those in ``losses`` count in ``W``).
         """
-        loss = losses["semantic"]
+        own = {"semantic": losses["semantic"]} | ({"speaker": losses["speaker"]} if "speaker" in losses else {})
+        signs = {"semantic": self.weight, "speaker": -self.speaker_weight}  # the speaker gradient is reversed
+        head_loss = sum(own.values())
         if not self.balanced:
-            grad = self.weight * torch.autograd.grad(loss, self._leaf, retain_graph=True)[0]
-            return (self._first * grad.detach()).sum() + loss
+            grad = sum(signs[k] * torch.autograd.grad(v, self._leaf, retain_graph=True)[0] for k, v in own.items())
+            return (self._first * grad.detach()).sum() + head_loss
         self._update_latent_norm()
         waveform_weight = sum(w for k, w in weights.items() if k in losses and w > 0) or 1.0
-        unit = self.balancer.gradient({"semantic": loss}, self._leaf)  # EMA norm 1
         latent_norm = self.latent_norm_sum / self.latent_weight_sum if self.latent_weight_sum else 0.0
-        grad = unit * (self.weight / waveform_weight * latent_norm)
-        applied = float(self.reduce(grad.flatten(1).norm(dim=1).mean().detach()))
-        self.last_share = applied / (applied + latent_norm) if latent_norm else 0.0
-        return (self._first * grad.detach()).sum() + loss
+        grad = torch.zeros_like(self._leaf)
+        for name, loss in own.items():
+            unit = self.balancers[name].gradient({name: loss}, self._leaf)  # EMA norm 1
+            part = unit * (signs[name] / waveform_weight * latent_norm)
+            applied = float(self.reduce(part.flatten(1).norm(dim=1).mean().detach()))
+            share = applied / (applied + latent_norm) if latent_norm else 0.0
+            if name == "semantic":
+                self.last_share = share
+            else:
+                self.last_speaker_share = share
+            grad = grad + part
+        return (self._first * grad.detach()).sum() + head_loss
 
     def _update_latent_norm(self) -> None:
         if self.pending_norm is None:
@@ -333,12 +408,15 @@ class SemanticDistillation:
 
     def state_dict(self) -> dict:
         """Norm EMAs, for checkpoints."""
-        return {"balancer": self.balancer.state_dict(), "latent_norm_sum": self.latent_norm_sum,
+        return {"balancer": self.balancers["semantic"].state_dict(),
+                "speaker_balancer": self.balancers["speaker"].state_dict(), "latent_norm_sum": self.latent_norm_sum,
                 "latent_weight_sum": self.latent_weight_sum, "pending_norm": self.pending_norm}
 
     def load_state_dict(self, state: dict) -> None:
         """Restores :meth:`state_dict`."""
-        self.balancer.load_state_dict(state["balancer"])
+        self.balancers["semantic"].load_state_dict(state["balancer"])
+        if "speaker_balancer" in state:  # checkpoints from before the speaker adversary have none
+            self.balancers["speaker"].load_state_dict(state["speaker_balancer"])
         self.latent_norm_sum = float(state["latent_norm_sum"])
         self.latent_weight_sum = float(state["latent_weight_sum"])
         self.pending_norm = state["pending_norm"]
@@ -368,12 +446,32 @@ def build_semantic(
             f"semantic distillation needs crops of whole frames: data.segment_s * sample_rate = {segment} samples "
             f"is not a multiple of the hop ({hop}); choose data.segment_s = {max(segment // hop, 1) * hop / rate:g}"
         )
+    speakers = speaker_indices(config.data.train) if config.semantic.speaker_weight else None
     targets = TargetCache(config.semantic, config.model)
     if is_main:
         targets.fill(entries)
     n_layers, target_dim = targets.shape
     classes = targets.classes  # a teacher of class ids needs no k-means units
     centroids = targets.units(entries, config.semantic) if config.semantic.loss == "ce" and not classes else None
-    head = SemanticHead(config.model.dimension, target_dim, config.semantic.loss, n_layers, centroids, classes)
+    head = SemanticHead(config.model.dimension, target_dim, config.semantic.loss, n_layers, centroids, classes,
+                        speakers=len(set(speakers.values())) if speakers else 0)
     return SemanticDistillation(head, targets, config.semantic.weight, config.loss.balancer,
-                                config.loss.balancer_decay, reduce, grad_scale)
+                                config.loss.balancer_decay, reduce, grad_scale, speakers,
+                                config.semantic.speaker_weight)
+
+
+def speaker_indices(sources: list[str]) -> dict[str, int]:
+    """The speaker index of each training file (speakers sorted by name), from the manifests among ``sources``.
+
+    Raises:
+        ConfigError: If they name fewer than two speakers.
+    """
+    names = manifest_speakers(sources)
+    speakers = sorted(set(names.values()))
+    if len(speakers) < 2:
+        raise ConfigError(
+            f"semantic.speaker_weight needs at least two speakers, and data.train names {len(speakers)}: list the "
+            'training files in JSON Lines manifests whose rows have a "speaker" key'
+        )
+    index = {name: i for i, name in enumerate(speakers)}
+    return {path: index[name] for path, name in names.items()}
