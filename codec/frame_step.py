@@ -88,8 +88,8 @@ class FrameStep(nn.Module):
                     setattr(state, field, tensor)
                 layer._state = state
         try:
-            codes = self.model.quantizer.encode(self.model.encoder(frame), self.n_q)  # [1, n_q, 1]
-            audio = self.model.decoder(self.model.quantizer.decode(codes))  # [1, C, hop]
+            codes, latent = self.model.quantizer.encode_decode(self.model.encoder(frame), self.n_q)  # [1, n_q, 1]
+            audio = self.model.decoder(latent)  # [1, C, hop]
             new_past = [getattr(self.layers[index]._state, field) for index, field, _ in self.slots]
         finally:
             for layer in self.layers:
@@ -179,6 +179,29 @@ class StepRunner:
     def reset(self) -> None:
         """Forgets the past: the next frame is the first of a new stream."""
         self._past = [np.zeros(shape, dtype) for shape, dtype in self._past_types]
+        if self.format == "onnx":
+            self._bind()
+
+    def _bind(self) -> None:
+        """Binds the session's inputs and outputs to buffers made once (no allocation per frame): two sets
+        of past buffers, each frame reading one and writing the other."""
+        from onnxruntime import OrtValue
+
+        outputs = self._session.get_outputs()
+        self._frame = OrtValue.ortvalue_from_numpy(np.zeros(self.frame_shape, np.float32))
+        self._outputs = [OrtValue.ortvalue_from_numpy(np.zeros(o.shape, np.int64 if "int64" in o.type else np.float32))
+                         for o in outputs[:2]]
+        buffers = [[OrtValue.ortvalue_from_numpy(p.copy()) for p in self._past] for _ in range(2)]
+        self._bindings = []
+        for read, write in ((buffers[0], buffers[1]), (buffers[1], buffers[0])):
+            binding = self._session.io_binding()
+            binding.bind_ortvalue_input(self._names[0], self._frame)
+            for name, value in zip(self._names[1:], read, strict=True):
+                binding.bind_ortvalue_input(name, value)
+            for output, value in zip(outputs, [*self._outputs, *write], strict=True):
+                binding.bind_ortvalue_output(output.name, value)
+            self._bindings.append(binding)
+        self._frames_run = 0
 
     def __call__(self, frame: Tensor) -> tuple[Tensor, Tensor]:
         """Codes ``[1, n_q, 1]`` and audio ``[1, C, hop]`` of the next ``frame`` [1, C, hop] (float32)."""
@@ -186,11 +209,13 @@ class StepRunner:
             raise InputError(f"a step takes one frame shaped {list(self.frame_shape)}, got {list(frame.shape)}")
         frame = frame.detach().to(torch.float32).contiguous()
         if self.format == "onnx":
+            self._frame.update_inplace(frame.numpy())
             with _caller_subnormals():
                 torch.set_flush_denormal(True)  # the session set it on this thread only when created
-                outputs = self._session.run(None, dict(zip(self._names, [frame.numpy(), *self._past])))
-            self._past = outputs[2:]
-            return torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1])
+                self._session.run_with_iobinding(self._bindings[self._frames_run % 2])
+            self._frames_run += 1
+            codes, audio = self._outputs
+            return torch.from_numpy(codes.numpy().copy()), torch.from_numpy(audio.numpy().copy())  # the buffers are reused
         with torch.no_grad():
             codes, audio, *past = self._module(frame, *(torch.from_numpy(p) for p in self._past))
         self._past = [p.numpy() for p in past]

@@ -119,14 +119,15 @@ def _nearest(x: Tensor, embed: Tensor, tables: SearchTables | None = None) -> Te
     if embed.shape[0] < 2:
         return x.new_zeros(x.shape[0], dtype=torch.long)
     approx = torch.addmm(tables.norms, x, tables.embed_t, alpha=-2)  # [N, K]
+    if torch.jit.is_tracing():  # a traced graph cannot hold the data-dependent branch below: the fast distance
+        return approx.argmin(-1)
     two, indices = approx.topk(2, dim=-1, largest=False)  # [N, 2] each, ascending
     (best, second), codes = two.unbind(1), indices.select(1, 0)  # [N] each
     unit = torch.finfo(approx.dtype).eps / 2
     gamma = x.shape[1] * unit / (1 - x.shape[1] * unit)
     limit = x.pow(2).sum(1).add_(tables.max_norm).mul_(4 * gamma).add_(best)  # [N]: best + band
     company = second <= limit  # [N]
-    # A traced graph cannot hold this data-dependent branch: exported graphs take the fast distance alone.
-    if not torch.jit.is_tracing() and company.any():  # a row whose best code has company in its band (few rows)
+    if company.any():  # a row whose best code has company in its band (few rows)
         rows = company.nonzero().squeeze(1)  # [M]
         near = approx[rows] <= limit[rows, None]  # [M, K]
         row, code = near.nonzero(as_tuple=True)  # candidate pairs, codes ascending within a row
@@ -332,15 +333,29 @@ class ResidualVectorQuantizer(nn.Module):
 
     def encode(self, z: Tensor, n_q: int) -> Tensor:
         """Codes ``[B, n_q, F]`` of the latent ``z`` [B, D, F] (no codebook update)."""
+        return self._encode(z, n_q, with_latent=False)[0]
+
+    def encode_decode(self, z: Tensor, n_q: int) -> tuple[Tensor, Tensor]:
+        """Codes ``[B, n_q, F]`` of ``z`` [B, D, F] and their latent ``[B, D, F]``, equal to
+        ``decode(codes)``: the codewords the search picked, summed in the same order."""
+        codes, latent = self._encode(z, n_q, with_latent=True)
+        return codes, latent
+
+    def _encode(self, z: Tensor, n_q: int, with_latent: bool) -> tuple[Tensor, Tensor | None]:
         batch, dim, frames = z.shape
         residual = z.transpose(1, 2).reshape(-1, dim)  # [B * F, D]
-        codes = []
+        codes, total = [], None
         for level, codebook in enumerate(self.levels[:n_q]):
             idx = codebook.encode(residual)  # [B * F]
-            if level + 1 < n_q:  # the last level's residual is not needed
-                residual = residual - codebook.decode(idx)
+            if level + 1 < n_q or with_latent:  # the last level's codeword only for the latent
+                q = codebook.decode(idx)
+                residual = residual - q
+                total = q if total is None else total + q
             codes.append(idx)
-        return torch.stack(codes).view(n_q, batch, frames).transpose(0, 1).contiguous()  # [B, n_q, F]
+        codes = torch.stack(codes).view(n_q, batch, frames).transpose(0, 1).contiguous()  # [B, n_q, F]
+        if not with_latent:
+            return codes, None
+        return codes, total.view(batch, frames, dim).transpose(1, 2)
 
     def decode(self, codes: Tensor) -> Tensor:
         """Latent ``[B, D, F]`` of codes ``[B, n, F]`` (``n <= n_q``)."""
