@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from codec import audio
 from codec.atomic import atomic_write, write_json
@@ -88,10 +87,7 @@ def prepare_for_export(model: Codec) -> Codec:
     """
     copy = Codec(model.config)
     copy.load_state_dict(model.state_dict())
-    for module in [m for m in copy.modules() if parametrize.is_parametrized(m)]:
-        for name in list(module.parametrizations):
-            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    return copy.eval()
+    return copy.fold_weight_norm().eval()
 
 
 @dataclass(frozen=True)

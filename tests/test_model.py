@@ -23,6 +23,7 @@ from codec.errors import BandwidthError, CodecError, InputError, ModelFileError,
 from codec.network.config import CODEC_BOUNDS
 from codec.network.model import Codec, EncodedAudio
 from codec.network.presets import PRESETS
+from codec.network.streaming import streaming_modules
 
 Speech = Callable[..., torch.Tensor]
 
@@ -178,6 +179,37 @@ def test_streaming_round_trip_chunk_by_chunk(any_decoder_codec: Codec, speech: S
         pieces = [any_decoder_codec.decode(any_decoder_codec.encode(wav[..., s])) for s in chunks(wav.shape[-1], [3, 1, 5], 8)]
     assert not any_decoder_codec.is_streaming
     assert (torch.cat(pieces, dim=-1) - offline).abs().max() <= 1e-5
+
+
+def test_streaming_state_keeps_only_the_context_not_the_chunk(any_decoder_codec: Codec, speech: Speech) -> None:
+    """Between chunks each layer holds copies of its few samples of context, not views that keep a whole
+    chunk's activations alive (memory would then grow with the chunk size)."""
+    model = any_decoder_codec
+    wav = speech(model.sample_rate, seconds=1.0)[..., : model.sample_rate // model.hop_length * model.hop_length]
+    with model.streaming(1), torch.inference_mode():
+        model.decode(model.encode(wav))
+        held = [value for layer in streaming_modules(model) if layer._state is not None
+                for value in vars(layer._state).values()]
+        tensors = [t for v in held for t in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(t, torch.Tensor)]
+        assert tensors
+        for t in tensors:
+            assert t.untyped_storage().nbytes() <= max(t.numel() * t.element_size(), 64 << 10), tuple(t.shape)
+
+
+def test_folded_weight_norm_gives_the_same_audio_and_cannot_be_saved(fitted_codec: Codec, speech: Speech,
+                                                                       tmp_path: Path) -> None:
+    wav = speech(fitted_codec.sample_rate, seconds=0.5)
+    codes = fitted_codec.encode(wav)
+    audio = fitted_codec.decode(codes)
+    folded = Codec(fitted_codec.config)
+    folded.load_state_dict(fitted_codec.state_dict())
+    folded.fold_weight_norm().eval()
+    assert not any(".parametrizations." in k for k in folded.state_dict())
+    assert torch.equal(folded.encode(wav).codes, codes.codes)
+    torch.testing.assert_close(folded.decode(codes), audio, atol=1e-6, rtol=0)
+    with pytest.raises(CodecError, match="folded for inference"):
+        folded.save_pretrained(tmp_path / "folded")
+    assert not (tmp_path / "folded" / "model.safetensors").exists()
 
 
 def test_streaming_rejects_a_wrong_batch_size(fitted_codec: Codec, speech: Speech) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 
-from codec.fileformat.compress import compress, decompress, format_info, read_info, truncate
-from codec.resolve import DEFAULT_MODEL, load_model
+from codec.fileformat.compress import compress, decompress, format_info, load_for_coding, read_info, truncate
+from codec.resolve import DEFAULT_MODEL
 
 
 def _compress(args: argparse.Namespace) -> int:
-    compress(args.input, args.output, load_model(args.model), args.kbps, not args.no_entropy, not args.quiet)
+    compress(args.input, args.output, load_for_coding(args.model), args.kbps, not args.no_entropy, not args.quiet)
     return 0
 
 

@@ -64,7 +64,15 @@ def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
         return model
     if isinstance(model, Codec):
         return LoadedModel.from_codec(model)
-    return load_model(model)
+    return load_for_coding(model)
+
+
+def load_for_coding(spec: str | Path | None) -> LoadedModel:
+    """:func:`~codec.resolve.load_model` for compressing and decompressing only: its weight norm folded, so
+    that streaming keeps one copy of each weight (:meth:`~codec.network.model.Codec.fold_weight_norm`)."""
+    loaded = load_model(spec)
+    loaded.codec.fold_weight_norm()
+    return loaded
 
 
 def _model_for_file(header: Header, model: LoadedModel | Codec | str | Path | None) -> LoadedModel:

@@ -146,7 +146,7 @@ class OverlapAdd(StreamingModule[OverlapState]):
         out = out.view(batch, -1)  # [B, (F + r - 1) * hop]
         pending = state.tail.shape[-1]
         out[:, :pending] += state.tail
-        self.set_state(OverlapState(out[:, frames * hop :]))
+        self.set_state(OverlapState(out[:, frames * hop :].clone()))  # not a view: the chunk is freed
         return out[:, None, : frames * hop]
 
     def _one_frame(self, spectrum: Tensor, state: OverlapState) -> Tensor:
@@ -201,7 +201,7 @@ class PhaseIntegrator(StreamingModule[PhaseState]):
         advance = deviation.to(torch.float64) + self.nominal
         phase = torch.cumsum(advance, dim=1) + state.phase[:, None]  # [B, F, K]
         phase = torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
-        self.set_state(PhaseState(phase[:, -1]))
+        self.set_state(PhaseState(phase[:, -1].clone()))
         return phase.to(deviation.dtype)
 
 

@@ -205,7 +205,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         state = self.get_state(x)
         x = torch.cat([state.channels_first(), x], dim=-1)  # [B, C_in, past + T]
         consumed = self._consumed(x.shape[-1])
-        state.previous, state.time_major = x[..., consumed:], False
+        state.previous, state.time_major = x[..., consumed:].clone(), False  # not a view: the chunk is freed
         return conv1d(_rows(x, 0, consumed + self.context, -1), conv.weight, conv.bias, self.stride,
                       conv.dilation[0], groups=conv.groups)
 
@@ -243,7 +243,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         if self.context > 0:
             x = torch.cat([state.rows(), x], dim=1)  # [B, past + T, C_in]
         consumed = self._consumed(x.shape[1])
-        state.previous, state.time_major = x[:, consumed:], True
+        state.previous, state.time_major = x[:, consumed:].clone(), True
         if x.shape[1] == self.effective_kernel and x.shape[0] == 1 and state.window is not None:  # one output
             window = x.reshape(1, -1)  # [1, e * C_in], the whole input
             y = torch.mm(window, state.window) if state.bias is None else torch.addmm(state.bias, window, state.window)
@@ -319,12 +319,12 @@ class StreamingConv1d(StreamingModule[ConvState]):
 @dataclass
 class ConvTransposeState:
     """The last input frames, ``[B, C_in, taps - 1]``, whose outputs still overlap the next frame's,
-    and the polyphase weight and bias, built once per stream (``taps`` and
-    ``phase_bias``: the time-major path's, on its first use)."""
+    and the polyphase weight and bias, built once per stream on first use (``weight`` and ``bias``: the
+    channels-first path's; ``taps`` and ``phase_bias``: the time-major path's)."""
 
     previous: torch.Tensor
-    weight: torch.Tensor
-    bias: torch.Tensor
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
     taps: tuple[torch.Tensor, ...] | None = None
     phase_bias: torch.Tensor | None = None
     window: torch.Tensor | None = None  # the taps as one [taps * C_in, s * C_out] matrix
@@ -372,7 +372,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
 
     def init_state(self, x: torch.Tensor) -> ConvTransposeState:
         previous = x.new_zeros(x.shape[0], self.convtr.in_channels, self.taps - 1)
-        return ConvTransposeState(previous, *self.polyphase_weight())
+        return ConvTransposeState(previous)
 
     def polyphase_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The equivalent convolution's weight ``[C_out * s, C_in, taps]`` and bias ``[C_out * s]``."""
@@ -391,7 +391,9 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         if self.is_streaming:
             state = self.get_state(x)
             x = torch.cat([state.channels_first(), x], dim=-1)  # [B, C_in, taps - 1 + F]
-            state.previous, state.time_major = x[..., x.shape[-1] - (self.taps - 1) :], False
+            state.previous, state.time_major = x[..., x.shape[-1] - (self.taps - 1) :].clone(), False
+            if state.weight is None:
+                state.weight, state.bias = self.polyphase_weight()
             weight, bias, padding = state.weight, state.bias, 0
         else:
             weight, bias = self.polyphase_weight()
@@ -419,7 +421,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
             state.taps, state.window = taps.unbind(0), taps.reshape(-1, taps.shape[-1])  # per tap; all at once
         if self.taps > 1:
             x = torch.cat([state.rows(), x], dim=1)  # [B, taps - 1 + F, C_in]
-            state.previous, state.time_major = x[:, frames:], True
+            state.previous, state.time_major = x[:, frames:].clone(), True
         if frames == 1 and batch == 1:  # one frame: one product with its whole window
             y = torch.addmm(state.phase_bias, x.reshape(1, -1), state.window)  # [1, s * C_out]
         else:

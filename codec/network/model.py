@@ -24,7 +24,15 @@ from torch.nn.utils import parametrize
 
 from codec import bitrate
 from codec.atomic import atomic_write, write_json
-from codec.errors import BandwidthError, ConfigError, InputError, ModelFileError, ModelNotFoundError, SampleRateError
+from codec.errors import (
+    BandwidthError,
+    CodecError,
+    ConfigError,
+    InputError,
+    ModelFileError,
+    ModelNotFoundError,
+    SampleRateError,
+)
 from codec.network import streaming as streaming_lib
 from codec.network.config import CodecConfig, from_dict, to_dict
 from codec.network.istft_decoder import ISTFTDecoder
@@ -106,6 +114,11 @@ class Codec(nn.Module):
     def model_id(self) -> str:
         """First 16 hex digits of a SHA-256 over the config and every weight and buffer used for inference."""
         return _weights_id(self.config, self.state_dict())
+
+    def _check_not_folded(self, action: str) -> None:
+        if getattr(self, "_folded", False):
+            raise CodecError(f"cannot {action} a model whose weight norm was folded for inference "
+                             "(fold_weight_norm): use the model as loaded")
 
     def n_q_for_bandwidth(self, bandwidth_kbps: float | None) -> int:
         """Codebooks needed for ``bandwidth_kbps`` (all of them for ``None``).
@@ -292,6 +305,22 @@ class Codec(nn.Module):
             return CodecOutput(wav_hat=self.decoder.render(log_magnitude), quantizer=q, log_magnitude=log_magnitude)
         return CodecOutput(wav_hat=self.decoder(q.quantized), quantizer=q)
 
+    def fold_weight_norm(self) -> Codec:
+        """Replaces each weight-normed weight by the plain weight it stands for, in place; returns ``self``.
+
+        For inference only: the outputs stay the same, the weights are no longer
+        recomputed on each call (nor cached, a second copy, while streaming),
+        but the state dict's keys change: :meth:`save_pretrained` and
+        ``load_state_dict`` refuse the folded model, and its :attr:`model_id`
+        is no longer that of its files (take the id before folding, as
+        :class:`~codec.resolve.LoadedModel` does).
+        """
+        for module in [m for m in self.modules() if parametrize.is_parametrized(m)]:
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        self._folded = True
+        return self
+
     # ----- persistence ------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
         """Writes ``config.json`` and ``model.safetensors`` to ``directory``, each atomically.
@@ -303,6 +332,7 @@ class Codec(nn.Module):
                 codebook sums; :meth:`from_pretrained` restores float32. The
                 recorded ``model_id`` is that of the model as it will load.
         """
+        self._check_not_folded("save")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}

@@ -108,7 +108,7 @@ class PhaseRecovery(StreamingModule[RecoveryState]):
             offset = step.gather(-1, anchor) + along - along.gather(-1, anchor) + parity
             phases = _integrate(state.phase, anchor, offset)  # float64: wrapped once per call
             wrapped = torch.remainder(phases + math.pi, 2 * math.pi) - math.pi  # [B, S, K]
-            self.set_state(RecoveryState(logs[:, -1], wrapped[:, -1]))
+            self.set_state(RecoveryState(logs[:, -1].clone(), wrapped[:, -1].clone()))
             return wrapped.to(log_magnitude.dtype)
 
     def _peaks(self, logs: Tensor) -> Tensor:
