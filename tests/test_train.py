@@ -319,3 +319,16 @@ def test_balancing_at_log_magnitudes_keeps_the_waveforms_gradient_scale(speech: 
         grads.append(torch.cat([p.grad.flatten() for p in model.decoder.parameters()]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-9)
     assert grads[0].norm() > 0
+
+
+def test_critics_learn_alone_until_their_judge_step(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny(steps=8, log_every=1, checkpoint_every=1, keep_checkpoints=8, **{"disc.judge_step": 5})
+    train(config, tmp_path / "run", quiet=True)
+    events = EventAccumulator(str(next((tmp_path / "run" / "tensorboard").iterdir())))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/discriminator")] == list(range(1, 9))  # they learn from the start
+    assert [e.step for e in events.Scalars("loss/adversarial")] == [6, 7, 8]  # they judge steps 5 to 7 (logged 6-8)
+    critics = [load_file(tmp_path / "run" / "checkpoints" / f"step-{s:08d}" / "model_1.safetensors") for s in (1, 5)]
+    assert any(not torch.equal(v, critics[1][k]) for k, v in critics[0].items())  # moved before judging

@@ -140,7 +140,14 @@ class DiscConfig:
         mrd_channels: Channels of each band's 2-d convolutions (DAC: 32).
         mrd_bands: Band edges as fractions of the STFT bins (DAC: 0, 0.1,
             0.25, 0.5, 0.75, 1).
-        start_step: Adversarial and feature losses start at this step.
+        start_step: The critics train from this step on.
+        judge_step: The critics judge the generator (adversarial and feature
+            losses) from this step on; until then they only learn, on the
+            generator's outputs. A critic that judges from its first step is
+            fooled by a generator that moves faster than it learns: branched
+            from a trained model, the critics' hinge loss stayed at 2.0 (no
+            separation) for 400 steps, where alone on the same model's
+            outputs they separated real from decoded speech within 100.
         update_prob: Probability of a discriminator update at a step
             (EnCodec: 2/3).
     """
@@ -156,6 +163,7 @@ class DiscConfig:
     mrd_channels: int = 32
     mrd_bands: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
     start_step: int = 0
+    judge_step: int = 0
     update_prob: float = 1.0
 
 

@@ -273,8 +273,12 @@ class Parts:
     adversarial: bool  # critics exist and an adversarial or feature loss has weight
 
     def adversarial_at(self, step: int) -> bool:
-        """Whether the critics train and judge the generator at ``step``."""
+        """Whether the critics train at ``step``."""
         return self.adversarial and step >= self.config.disc.start_step
+
+    def judging_at(self, step: int) -> bool:
+        """Whether the critics judge the generator at ``step`` (adversarial and feature losses)."""
+        return self.adversarial_at(step) and step >= self.config.disc.judge_step
 
 
 @dataclass(frozen=True)
@@ -314,9 +318,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
             codebooks = codebook_snapshot(codec)  # the forward pass updates them; a skipped step restores them
             with accelerator.autocast():
                 out = parts.model(wav)
-            adversarial = parts.adversarial_at(progress.step)
-            d_loss = discriminator_step(parts, wav, out.wav_hat, adversarial)
-            stats = generator_step(parts, wav, out, target, adversarial, speaker)
+            d_loss = discriminator_step(parts, wav, out.wav_hat, parts.adversarial_at(progress.step))
+            stats = generator_step(parts, wav, out, target, parts.judging_at(progress.step), speaker)
             if stats is None:
                 skip_step(parts, codebooks)
                 continue
