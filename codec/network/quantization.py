@@ -350,7 +350,8 @@ class ResidualVectorQuantizer(nn.Module):
             if level + 1 < n_q or with_latent:  # the last level's codeword only for the latent
                 q = codebook.decode(idx)
                 residual = residual - q
-                total = q if total is None else total + q
+                if with_latent:
+                    total = q if total is None else total + q
             codes.append(idx)
         codes = torch.stack(codes).view(n_q, batch, frames).transpose(0, 1).contiguous()  # [B, n_q, F]
         if not with_latent:
