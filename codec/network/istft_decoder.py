@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from codec.network.config import CodecConfig
 from codec.network.layers import StreamingConv1d, eager_inference
 from codec.network.phase_recovery import PhaseRecovery
-from codec.network.streaming import StreamingModule
+from codec.network.streaming import StreamingModule, kept
 
 #: Largest magnitude a bin may take. A full-scale sine gives about ``0.32 * n_fft`` in its bin
 #: through a sqrt-Hann window, so this leaves room for n_fft up to 2048 and stops ``exp`` overflowing.
@@ -146,7 +146,7 @@ class OverlapAdd(StreamingModule[OverlapState]):
         out = out.view(batch, -1)  # [B, (F + r - 1) * hop]
         pending = state.tail.shape[-1]
         out[:, :pending] += state.tail
-        self.set_state(OverlapState(out[:, frames * hop :].clone()))  # not a view: the chunk is freed
+        self.set_state(OverlapState(kept(out[:, frames * hop :], out)))
         return out[:, None, : frames * hop]
 
     def _one_frame(self, spectrum: Tensor, state: OverlapState) -> Tensor:
@@ -201,7 +201,7 @@ class PhaseIntegrator(StreamingModule[PhaseState]):
         advance = deviation.to(torch.float64) + self.nominal
         phase = torch.cumsum(advance, dim=1) + state.phase[:, None]  # [B, F, K]
         phase = torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
-        self.set_state(PhaseState(phase[:, -1].clone()))
+        self.set_state(PhaseState(kept(phase[:, -1], phase)))
         return phase.to(deviation.dtype)
 
 

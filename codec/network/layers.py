@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
-from codec.network.streaming import StreamingModule
+from codec.network.streaming import StreamingModule, kept
 
 
 def lecun_init_(conv: nn.Conv1d | nn.ConvTranspose1d) -> nn.Module:
@@ -205,7 +205,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         state = self.get_state(x)
         x = torch.cat([state.channels_first(), x], dim=-1)  # [B, C_in, past + T]
         consumed = self._consumed(x.shape[-1])
-        state.previous, state.time_major = x[..., consumed:].clone(), False  # not a view: the chunk is freed
+        state.previous, state.time_major = kept(x[..., consumed:], x), False
         return conv1d(_rows(x, 0, consumed + self.context, -1), conv.weight, conv.bias, self.stride,
                       conv.dilation[0], groups=conv.groups)
 
@@ -243,7 +243,7 @@ class StreamingConv1d(StreamingModule[ConvState]):
         if self.context > 0:
             x = torch.cat([state.rows(), x], dim=1)  # [B, past + T, C_in]
         consumed = self._consumed(x.shape[1])
-        state.previous, state.time_major = x[:, consumed:].clone(), True
+        state.previous, state.time_major = kept(x[:, consumed:], x), True
         if x.shape[1] == self.effective_kernel and x.shape[0] == 1 and state.window is not None:  # one output
             window = x.reshape(1, -1)  # [1, e * C_in], the whole input
             y = torch.mm(window, state.window) if state.bias is None else torch.addmm(state.bias, window, state.window)
@@ -391,7 +391,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
         if self.is_streaming:
             state = self.get_state(x)
             x = torch.cat([state.channels_first(), x], dim=-1)  # [B, C_in, taps - 1 + F]
-            state.previous, state.time_major = x[..., x.shape[-1] - (self.taps - 1) :].clone(), False
+            state.previous, state.time_major = kept(x[..., x.shape[-1] - (self.taps - 1) :], x), False
             if state.weight is None:
                 state.weight, state.bias = self.polyphase_weight()
             weight, bias, padding = state.weight, state.bias, 0
@@ -421,7 +421,7 @@ class StreamingConvTranspose1d(StreamingModule[ConvTransposeState]):
             state.taps, state.window = taps.unbind(0), taps.reshape(-1, taps.shape[-1])  # per tap; all at once
         if self.taps > 1:
             x = torch.cat([state.rows(), x], dim=1)  # [B, taps - 1 + F, C_in]
-            state.previous, state.time_major = x[:, frames:].clone(), True
+            state.previous, state.time_major = kept(x[:, frames:], x), True
         if frames == 1 and batch == 1:  # one frame: one product with its whole window
             y = torch.addmm(state.phase_bias, x.reshape(1, -1), state.window)  # [1, s * C_out]
         else:

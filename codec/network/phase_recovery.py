@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from codec.network.streaming import StreamingModule
+from codec.network.streaming import StreamingModule, kept
 
 #: ``lambda / n_fft^2`` of the Gaussian that stands for the Hann window. PGHI's paper gives 0.25645; on
 #: true magnitudes of four dev clips (n_fft 640, hop 160; ``codec phase-recovery --lambdas 0.12,0.18,0.25``)
@@ -108,7 +108,7 @@ class PhaseRecovery(StreamingModule[RecoveryState]):
             offset = step.gather(-1, anchor) + along - along.gather(-1, anchor) + parity
             phases = _integrate(state.phase, anchor, offset)  # float64: wrapped once per call
             wrapped = torch.remainder(phases + math.pi, 2 * math.pi) - math.pi  # [B, S, K]
-            self.set_state(RecoveryState(logs[:, -1].clone(), wrapped[:, -1].clone()))
+            self.set_state(RecoveryState(kept(logs[:, -1], logs), kept(wrapped[:, -1], wrapped)))
             return wrapped.to(log_magnitude.dtype)
 
     def _peaks(self, logs: Tensor) -> Tensor:

@@ -76,6 +76,12 @@ class StreamingModule(nn.Module, Generic[State]):
         return self._streaming
 
 
+def kept(view: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """``view`` (a slice of ``whole``) as carried state: a copy when it is under half of ``whole``, so that a
+    long chunk's buffer is freed; the view itself otherwise, so that one-frame streaming allocates nothing."""
+    return view.clone() if 2 * view.numel() < whole.numel() else view
+
+
 def streaming_modules(module: nn.Module) -> Iterator[StreamingModule]:
     """All :class:`StreamingModule` instances inside ``module`` (itself included)."""
     for m in module.modules():
