@@ -54,14 +54,17 @@ class Balancer:
         self.norm_sums[name] = self.decay * self.norm_sums.get(name, 0.0) + norm
         return self.norm_sums[name] / self.weight_sum
 
-    def gradient(self, losses: dict[str, Tensor], x_hat: Tensor) -> Tensor:
+    def gradient(self, losses: dict[str, Tensor], x_hat: Tensor, known: dict[str, Tensor] | None = None) -> Tensor:
         """The balanced gradient w.r.t. ``x_hat`` [B, C, T] of the weighted ``losses``.
 
-        Losses without a positive weight are ignored. Updates the norm EMAs and
+        Losses without a positive weight are ignored. ``known`` holds gradients
+        at ``x_hat`` already computed, by loss name. Updates the norm EMAs and
         :attr:`last_shares` (each loss's share of the applied gradient norm).
         """
+        known = known or {}
         names = [n for n in losses if n in self.weights]
-        grads = [torch.autograd.grad(losses[n], x_hat, retain_graph=True)[0] for n in names]
+        grads = [known[n] if n in known else torch.autograd.grad(losses[n], x_hat, retain_graph=True)[0]
+                 for n in names]
         self.weight_sum = self.decay * self.weight_sum + 1.0
         weight_total = sum(self.weights[n] for n in names)
         out = torch.zeros_like(x_hat)
@@ -76,11 +79,13 @@ class Balancer:
         self.last_shares = {n: v / norm_total for n, v in scaled_norms.items()}
         return out
 
-    def surrogate(self, losses: dict[str, Tensor], x_hat: Tensor, scale: float = 1.0) -> Tensor:
+    def surrogate(
+        self, losses: dict[str, Tensor], x_hat: Tensor, scale: float = 1.0, known: dict[str, Tensor] | None = None
+    ) -> Tensor:
         """A scalar whose gradient w.r.t. the generator is the balanced gradient through ``x_hat``, times
         ``scale`` (the norm a unit gradient at the waveform takes at ``x_hat``, when ``x_hat`` is not the
-        waveform: see ``train.loop.waveform_to``)."""
-        return (x_hat * (scale * self.gradient(losses, x_hat)).detach()).sum()
+        waveform: see ``train.loop.waveform_to``); ``known`` as in :meth:`gradient`."""
+        return (x_hat * (scale * self.gradient(losses, x_hat, known)).detach()).sum()
 
     def state_dict(self) -> dict:
         """EMA state, for checkpoints."""

@@ -505,8 +505,8 @@ def generator_step(
     if loss.balancer and out.log_magnitude is None:
         objective = parts.balancer.surrogate(losses, wav_hat)
     elif loss.balancer:  # balanced where every gradient to the generator passes, on the waveform's scale
-        scale = waveform_to(losses["mel"], wav_hat, out.log_magnitude, parts.balancer.reduce)
-        objective = parts.balancer.surrogate(losses, out.log_magnitude, scale)
+        scale, mel_grad = waveform_to(losses["mel"], wav_hat, out.log_magnitude, parts.balancer.reduce)
+        objective = parts.balancer.surrogate(losses, out.log_magnitude, scale, known={"mel": mel_grad})
     else:
         objective = sum(parts.weights[k] * v for k, v in losses.items() if k in parts.weights)
     if parts.semantic:
@@ -519,9 +519,10 @@ def generator_step(
 
 
 def waveform_to(loss: torch.Tensor, wav_hat: torch.Tensor, x_hat: torch.Tensor,
-                reduce: Callable[[torch.Tensor], torch.Tensor]) -> float:
+                reduce: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, torch.Tensor]:
     """How much longer ``loss``'s gradient is at ``x_hat`` than at ``wav_hat``, a function of ``x_hat``
-    (per-item norms, averaged over the batch).
+    (per-item norms, averaged over the batch), and that gradient at ``x_hat`` (for the balancer, which
+    would otherwise compute it again).
 
     The balancer gives its losses a gradient of norm 1 at the point it balances.
     At the waveform that is EnCodec's scale, which the commitment loss and the
@@ -534,7 +535,7 @@ def waveform_to(loss: torch.Tensor, wav_hat: torch.Tensor, x_hat: torch.Tensor,
     """
     at_wav, at_x = torch.autograd.grad(loss, (wav_hat, x_hat), retain_graph=True)
     ratio = at_x.flatten(1).norm(dim=1).mean() / at_wav.flatten(1).norm(dim=1).mean().clamp(min=1e-12)
-    return float(reduce(ratio.detach()))
+    return float(reduce(ratio.detach())), at_x
 
 
 def skip_step(parts: Parts, codebooks: dict[str, torch.Tensor]) -> None:
