@@ -115,10 +115,6 @@ class Codec(nn.Module):
         """First 16 hex digits of a SHA-256 over the config and every weight and buffer used for inference."""
         return _weights_id(self.config, self.state_dict())
 
-    def _check_not_folded(self, action: str) -> None:
-        if getattr(self, "_folded", False):
-            raise CodecError(f"cannot {action} a model whose weight norm was folded for inference "
-                             "(fold_weight_norm): use the model as loaded")
 
     def n_q_for_bandwidth(self, bandwidth_kbps: float | None) -> int:
         """Codebooks needed for ``bandwidth_kbps`` (all of them for ``None``).
@@ -332,7 +328,9 @@ class Codec(nn.Module):
                 codebook sums; :meth:`from_pretrained` restores float32. The
                 recorded ``model_id`` is that of the model as it will load.
         """
-        self._check_not_folded("save")
+        if getattr(self, "_folded", False):
+            raise CodecError("cannot save a model whose weight norm was folded for inference (fold_weight_norm): "
+                             "save the model as loaded")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
