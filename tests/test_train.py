@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from codec.errors import ConfigError
 from codec.network.config import load_yaml, parse_overrides
 from codec.network.model import Codec
-from train.config import TrainConfig
+from train.config import OptimConfig, TrainConfig
 from train.data import load_excerpt, probe
-from train.loop import TrainingError, train, validate
+from train.loop import TrainingError, lr_factor, train, validate
 from train.losses import FrameMagnitudeLoss, MelLoss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -332,3 +332,15 @@ def test_critics_learn_alone_until_their_judge_step(tmp_path: Path) -> None:
     assert [e.step for e in events.Scalars("loss/adversarial")] == [6, 7, 8]  # they judge steps 5 to 7 (logged 6-8)
     critics = [load_file(tmp_path / "run" / "checkpoints" / f"step-{s:08d}" / "model_1.safetensors") for s in (1, 5)]
     assert any(not torch.equal(v, critics[1][k]) for k, v in critics[0].items())  # moved before judging
+
+
+def test_cosine_decay_ends_after_decay_steps_counted_from_the_runs_own_start():
+    optim = OptimConfig(warmup_steps=10, decay="cosine", min_lr_ratio=0.1, decay_steps=100)
+    factor = lr_factor(optim, total_steps=200_000)  # a branch of a long run: its own 100 steps, not the run's
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0) and factor(60) == pytest.approx(0.55)
+    assert factor(110) == pytest.approx(0.1) and factor(5000) == pytest.approx(0.1)
+    until_the_end = lr_factor(OptimConfig(warmup_steps=10, decay="cosine", min_lr_ratio=0.1), total_steps=210)
+    assert until_the_end(110) == pytest.approx(0.55) and until_the_end(210) == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="decay_steps"):
+        lr_factor(OptimConfig(decay="cosine", decay_steps=-1), total_steps=10)

@@ -59,6 +59,9 @@ class OptimConfig:
         warmup_steps: Linear warm-up steps.
         decay: ``"none"`` (constant after warm-up) or ``"cosine"`` to ``lr * min_lr_ratio``.
         min_lr_ratio: Final learning-rate fraction for cosine decay.
+        decay_steps: Length of the cosine decay in steps after warm-up, counted from the run's own first step
+            (0: until ``steps``). A branch started with ``init=`` from a snapshot of a constant-rate run can so
+            cool down over its own budget (a warm-up, stable, decay schedule).
         grad_clip: Max gradient norm (0 disables clipping).
     """
 
@@ -69,6 +72,7 @@ class OptimConfig:
     warmup_steps: int = 0
     decay: str = "none"
     min_lr_ratio: float = 0.1
+    decay_steps: int = 0
     grad_clip: float = 1.0
 
 

@@ -70,18 +70,30 @@ class Progress:
 
 
 def lr_factor(optim: OptimConfig, total_steps: int):
-    """Learning-rate multiplier per step: linear warm-up, then constant or cosine decay."""
+    """Learning-rate multiplier per scheduler step: linear warm-up, then constant or cosine decay.
+
+    Args:
+        optim: The schedule's settings.
+        total_steps: The run's ``steps``; the cosine ends there unless ``optim.decay_steps`` is set.
+
+    Returns:
+        A function of the scheduler's step count (0 at the run's own start, also after ``init=``).
+    """
+
+    decay_steps = optim.decay_steps or total_steps - optim.warmup_steps
 
     def factor(step: int) -> float:
         if step < optim.warmup_steps:
             return (step + 1) / optim.warmup_steps
         if optim.decay == "cosine":
-            progress = min((step - optim.warmup_steps) / max(total_steps - optim.warmup_steps, 1), 1.0)
+            progress = min((step - optim.warmup_steps) / max(decay_steps, 1), 1.0)
             return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
         return 1.0
 
     if optim.decay not in ("none", "cosine"):
         raise ConfigError(f"optim.decay must be 'none' or 'cosine', got {optim.decay!r}")
+    if optim.decay_steps < 0:
+        raise ConfigError(f"optim.decay_steps must be >= 0 (0: decay until steps), got {optim.decay_steps}")
     return factor
 
 
