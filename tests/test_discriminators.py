@@ -111,6 +111,28 @@ def test_log_mel_loss_is_zero_for_equal_signals_and_log10_of_a_gain(speech) -> N
     assert float(loss(noisy, wav)) > 0.05
 
 
+def test_band_energy_term_sees_spectral_balance_and_not_fine_structure(speech) -> None:
+    """The band-energy term: log10 of each mel band's mean power (a 2x gain costs log10(4) in every band),
+    blind to where in the crop the energy lies (a time shift), and alert to a cut above 1 kHz."""
+    wav = speech(16000, index=0, seconds=1.0)  # [1, 1, T]
+    windows, bins = (256, 512, 1024, 2048), (40, 80, 160, 320)
+    plain, balanced = LogMelLoss(16000, windows, bins), LogMelLoss(16000, windows, bins, energy=1.0)
+    assert float(balanced(wav, wav)) == 0.0
+    assert float(balanced(2 * wav, wav)) - float(plain(2 * wav, wav)) == pytest.approx(0.60206, abs=0.02)
+    shifted = torch.roll(wav, 4000, dims=-1)  # the same sounds a quarter second later
+    assert float(balanced(shifted, wav)) - float(plain(shifted, wav)) < 0.25 * float(plain(shifted, wav))
+    window = torch.hann_window(512)
+    spec = torch.stft(wav[0], 512, 128, window=window, return_complex=True)  # [1, 257, frames]
+    spec[:, 32:129] *= 0.5  # 1-4 kHz 6 dB down
+    muffled = torch.istft(spec, 512, 128, window=window, length=wav.shape[-1])[None]
+    added = float(balanced(muffled, wav)) - float(plain(muffled, wav))
+    assert 0.15 < added < 0.60206  # log10(4) in the bands inside 1-4 kHz, about none below
+    with pytest.raises(ConfigError, match="mel_energy"):
+        LogMelLoss(16000, windows, bins, energy=-1.0)
+    with pytest.raises(ConfigError, match="mel_energy"):
+        build_mel_loss("auraloss", 16000, (64, 128), 8, energy=1.0)
+
+
 def test_phase_loss_sees_incoherent_phase_that_the_mel_loss_misses(speech) -> None:
     """Same magnitudes, scrambled phases: the log-mel loss barely moves, the phase loss does; a sign flip (a
     constant phase offset in every bin) changes neither."""

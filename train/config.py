@@ -96,6 +96,9 @@ class LossConfig:
         mel_windows: Window (= FFT) sizes of the mel losses; hop is a quarter.
         mel_bins: Mel bins, one count for every window or one per window
             (DAC: windows 32 ... 2048 with 5 ... 320 bins).
+        mel_energy: Weight, inside the ``log_mel`` loss, of each mel band's
+            log energy over the crop (:class:`train.losses.LogMelLoss`); 0
+            leaves it out.
         phase: Weight of the phase-derivative loss
             (:class:`train.losses.PhaseDerivativeLoss`); 0 leaves it out.
         phase_windows: STFT windows of the phase loss (hop a quarter).
@@ -116,6 +119,7 @@ class LossConfig:
     mel_kind: str = "auraloss"
     mel_windows: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
     mel_bins: int | tuple[int, ...] = 64
+    mel_energy: float = 0.0
     phase: float = 0.0
     phase_windows: tuple[int, ...] = (512, 1024, 2048)
     phase_power: float = 1.0

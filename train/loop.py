@@ -409,7 +409,7 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
         loader=make_loader(config, train_entries, accelerator, progress.step, semantic),
         valid=[load_excerpt(e, codec.sample_rate, config.data.valid_seconds)
                for e in valid_entries[: config.data.valid_items]],
-        mel_loss=build_mel_loss(loss.mel_kind, codec.sample_rate, loss.mel_windows, loss.mel_bins).to(
+        mel_loss=build_mel_loss(loss.mel_kind, codec.sample_rate, loss.mel_windows, loss.mel_bins, loss.mel_energy).to(
             accelerator.device),
         phase_loss=PhaseDerivativeLoss(loss.phase_windows, loss.phase_power).to(accelerator.device) if loss.phase > 0 else None,
         magnitude_loss=FrameMagnitudeLoss(codec.config.n_fft, codec.hop_length // codec.config.decoder_subframes)
