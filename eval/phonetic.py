@@ -178,7 +178,7 @@ def speaker_split(
 def speaker_probe(model: Codec, rows: list[dict], per_speaker: int, quiet: bool = False) -> dict[str, float]:
     """Held-out speaker accuracy from ``"codebook 1"``, ``"codebooks 2-n_q"``, ``"all codebooks"``, and ``"chance"``.
 
-    ``chance`` is the share of the test set's most frequent speaker.
+    ``chance`` is the share of the test set's most frequent speaker; ``held out`` the test set's size.
 
     Raises:
         InputError: If fewer than two speakers have enough utterances.
@@ -201,7 +201,13 @@ def speaker_probe(model: Codec, rows: list[dict], per_speaker: int, quiet: bool 
                                  dtype=torch.float32) for split, part in (("train", train), ("test", test))}
         result[name] = probe_accuracy(x["train"], labels["train"], x["test"], labels["test"])
     result["chance"] = float(torch.bincount(labels["test"]).max()) / len(test)
+    result["held out"] = len(test)
     return result
+
+
+def half_width(accuracy: float, count: int) -> float:
+    """95% confidence half-width of an accuracy measured on ``count`` held-out items (normal approximation)."""
+    return 1.96 * (accuracy * (1 - accuracy) / count) ** 0.5 if count else float("nan")
 
 
 def read_manifest(path: Path, limit: int | None = None) -> list[dict]:
@@ -222,12 +228,15 @@ def format_report(reports: dict[str, dict]) -> str:
     for model, report in reports.items():
         for name, s in report["phones"].items():
             lines.append(f"{model:<32} {name:<10} {s.phone_purity:>12.3f} {s.cluster_purity:>14.3f} {s.pnmi:>6.3f}")
-    lines += ["", "speaker probe: held-out accuracy of logistic regression on per-utterance token histograms"]
-    names = [k for k in next(iter(reports.values()))["speaker"] if k != "chance"]
-    lines.append(f"{'model':<32} " + " ".join(f"{n:>14}" for n in names) + f" {'chance':>7}")
+    lines += ["", "speaker probe: held-out accuracy of logistic regression on per-utterance token histograms, "
+              "with its 95% half-width"]
+    names = [k for k in next(iter(reports.values()))["speaker"] if k not in ("chance", "held out")]
+    lines.append(f"{'model':<32} " + " ".join(f"{n:>14}" for n in names) + f" {'chance':>7} {'held out':>8}")
     for model, report in reports.items():
         probe = report["speaker"]
-        lines.append(f"{model:<32} " + " ".join(f"{probe[n]:>14.3f}" for n in names) + f" {probe['chance']:>7.3f}")
+        cells = [f"{probe[n]:.3f}±{half_width(probe[n], probe['held out']):.3f}" for n in names]
+        lines.append(f"{model:<32} " + " ".join(f"{c:>14}" for c in cells)
+                     + f" {probe['chance']:>7.3f} {probe['held out']:>8d}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from codec.cli import main
 from codec.errors import InputError
 from eval import alignment as alignment_lib
 from eval.alignment import Aligner, Alignment, align_manifest, load_alignments, transcript_words
-from eval.phonetic import phone_scores, probe_accuracy, speaker_split
+from eval.phonetic import half_width, phone_scores, probe_accuracy, speaker_split
 
 CODEC2 = DATA_DIR / "codec2_speech_orig_16k_first2.7s.wav"
 #: The first Harvard sentence (list 1), which the codec2 example recording reads.
@@ -104,6 +104,11 @@ def test_speaker_split_is_stable_holds_out_every_fourth_and_drops_small_speakers
     assert speaker_split(list(reversed(rows)), per_speaker=8) == (train, test)
 
 
+def test_probe_half_width_shrinks_with_the_held_out_count() -> None:
+    assert half_width(0.5, 16) == pytest.approx(0.245, abs=1e-3)  # 16 utterances: about +-0.25 around 0.5
+    assert half_width(0.5, 256) == pytest.approx(0.06125, abs=1e-4) and half_width(1.0, 64) == 0.0
+
+
 def test_phonetic_command_runs_on_an_untrained_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dev = []
     for speaker, clip in (("carlo", "asterisk_it_carlo_all-circuits-busy-now.wav"),
@@ -123,5 +128,7 @@ def test_phonetic_command_runs_on_an_untrained_preset(tmp_path: Path, capsys: py
     results = json.loads((tmp_path / "out.json").read_text())["preset:tiny"]
     assert set(results["phones"]) == {"1", "2", "3", "4", "2-4 mean"}
     assert all(0 <= s["pnmi"] <= 1 and 0 < s["phone_purity"] <= 1 for s in results["phones"].values())
-    assert set(results["speaker"]) == {"codebook 1", "codebooks 2-4", "all codebooks", "chance"}
+    assert set(results["speaker"]) == {"codebook 1", "codebooks 2-4", "all codebooks", "chance", "held out"}
+    held_out = results["speaker"]["held out"]
+    assert held_out == len(dev) // 4 and f"{held_out:>8d}" in table and "±" in table
     assert (tmp_path / "aligned.phones.jsonl").is_file()
