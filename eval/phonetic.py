@@ -228,8 +228,8 @@ def format_report(reports: dict[str, dict]) -> str:
     for model, report in reports.items():
         for name, s in report["phones"].items():
             lines.append(f"{model:<32} {name:<10} {s.phone_purity:>12.3f} {s.cluster_purity:>14.3f} {s.pnmi:>6.3f}")
-    lines += ["", "speaker probe: held-out accuracy of logistic regression on per-utterance token histograms, "
-              "with its 95% half-width"]
+    lines += ["", ("speaker probe: held-out accuracy of logistic regression on per-utterance token histograms, "
+                   "with its 95% half-width")]
     names = [k for k in next(iter(reports.values()))["speaker"] if k not in ("chance", "held out")]
     lines.append(f"{'model':<32} " + " ".join(f"{n:>14}" for n in names) + f" {'chance':>7} {'held out':>8}")
     for model, report in reports.items():
