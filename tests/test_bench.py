@@ -96,6 +96,23 @@ def test_critic_costs_time_every_critic_and_generator() -> None:
     assert mrd_32 > 3 * mrd_16  # the middle convolutions grow with the square of the channels
 
 
+def test_command_line_section_alternates_offline_and_command_line_rounds(
+    clips: list[torch.Tensor], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "CLI_ROUNDS", 2)
+    monkeypatch.setattr(bench, "REFERENCE_SPEC", "reference")
+    model = seeded_tiny()
+    models = {"tiny": model, "reference": model}
+    args = {name: bench.cli_model_arg("preset:tiny", model, tmp_path / name) for name in models}
+    bench._cli_section(models, args, clips, bench.SEGMENT_S, tmp_path)
+    rows = {line.split(" | ")[0].strip("| "): line for line in capsys.readouterr().out.splitlines() if "|" in line}
+    ratios = rows["tiny"].split(" | ")[4]  # "median (round 1, round 2)"
+    median, every = ratios.split(" (")
+    assert len(every.rstrip(")").split(", ")) == 2 and float(median) > 0
+    assert len(rows["reference"].split(" | ")[4].split(", ")) == 1 and "libopus (ffmpeg)" in rows
+    assert sf.info(str(tmp_path / "cli.wav")).frames == int(bench.SEGMENT_S * RATE)
+
+
 def test_istft_variant_keeps_the_codes_and_streams(clips: list[torch.Tensor], tmp_path: Path) -> None:
     """The bench's iSTFT-decoder variant encodes as the model does, streams per frame and runs through the CLI."""
     model = seeded_tiny()
