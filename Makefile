@@ -19,12 +19,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: system-deps $(VENV)/.installed
 
-# ffmpeg (libopus, codec2, GSM, Speex baselines and G.722 decoding), sox, and chromium (the test that
-# loads the listening page in a headless browser; it is skipped where chromium is missing).
+# ffmpeg (libopus, codec2, GSM, Speex baselines and G.722 decoding), sox, festival with its English voices
+# (`codec voices`, the parallel-text speaker probe), and chromium (the test that loads the listening page in a
+# headless browser). The festival and chromium tests are skipped where those are missing.
 system-deps:
 	@command -v ffmpeg >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ffmpeg sox >/dev/null; \
 	  else echo "ffmpeg is missing: run 'sudo apt-get install ffmpeg sox'"; exit 1; fi; }
+	@command -v text2wave >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq festival festvox-kallpc16k \
+	    festvox-kdlpc16k festvox-us-slt-hts >/dev/null; \
+	  else echo "festival is missing (codec voices and its tests): 'sudo apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts'"; fi; }
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing (the listening page's browser test will be skipped): 'sudo apt-get install chromium'"; fi; }

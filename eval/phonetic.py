@@ -157,7 +157,8 @@ def token_histograms(codes: np.ndarray, levels: list[int], codebook_size: int) -
 def speaker_split(
     rows: list[dict], per_speaker: int, min_per_speaker: int = 2 * PROBE_TEST_EVERY
 ) -> tuple[list[dict], list[dict]]:
-    """``(train, test)`` rows: up to ``per_speaker`` per speaker chosen by a hash of the path, every 4th one held out.
+    """``(train, test)`` rows: up to ``per_speaker`` per speaker chosen by a hash of the text (where rows have one)
+    or the path, every 4th one held out.
 
     Speakers with fewer than ``min_per_speaker`` utterances are left out.
     """
@@ -169,10 +170,16 @@ def speaker_split(
         speaker_rows = by_speaker[speaker]
         if len(speaker_rows) < min_per_speaker:
             continue
-        chosen = sorted(speaker_rows, key=lambda r: hashlib.sha1(r["path"].encode()).hexdigest())[:per_speaker]
+        chosen = sorted(speaker_rows, key=lambda r: hashlib.sha1(_split_key(r).encode()).hexdigest())[:per_speaker]
         for i, row in enumerate(chosen):
             (test if i % PROBE_TEST_EVERY == PROBE_TEST_EVERY - 1 else train).append(row)
     return train, test
+
+
+def _split_key(row: dict) -> str:
+    """What the split hashes: the text where rows have one (parallel sentences: every speaker keeps and holds out the
+    same ones), else the path."""
+    return str(row.get("text") or row["path"])
 
 
 def speaker_probe(model: Codec, rows: list[dict], per_speaker: int, quiet: bool = False) -> dict[str, float]:

@@ -6,7 +6,7 @@ The sub-commands are grouped by what they work on, one module each:
 :mod:`codec.cli.export` (``export``, ``precision``),
 :mod:`codec.cli.training` (``train``, ``corpus``, ``package``,
 ``bench-train``) and :mod:`codec.cli.evaluation` (``eval``, ``codebooks``,
-``phonetic``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes``). Each
+``phonetic``, ``voices``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes``). Each
 module's ``register(subparsers)`` adds parsers whose ``func`` default takes
 the parsed arguments, calls library functions with plain arguments and
 returns an exit code; no library module imports this package. The ``python
@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("codec.cli.evaluation", "score a model against Opus/codec2/GSM/Speex with ViSQOL, PESQ, STOI, SI-SDR, mel, DNSMOS"),
     "codebooks": ("codec.cli.evaluation", "usage, entropy and dead codes of each codebook on a dataset"),
     "phonetic": ("codec.cli.evaluation", "phone purity, PNMI and a speaker probe of each codebook"),
+    "voices": ("codec.cli.evaluation", "the same sentences in several festival voices, for the speaker probe"),
     "bench": ("codec.cli.evaluation", "speed, streaming latency, start-up and memory, beside libopus and the 24 kHz preset"),
     "bench-bitstream": ("codec.cli.evaluation", "measured bitrate, coding speed and memory of the file format"),
     "demo": ("codec.cli.evaluation", "compress and decompress real speech next to Opus, with a listening page"),

@@ -151,6 +151,26 @@ def _register_phonetic(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_phonetic)
 
 
+def _voices(args: argparse.Namespace) -> int:
+    from eval.voices import build, read_texts
+
+    manifest = build(read_texts(args.texts, args.limit), args.out, quiet=args.quiet)
+    print(f"wrote {manifest}")
+    return 0
+
+
+def _register_voices(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("voices", help="the same sentences in several festival voices, for the speaker probe",
+                              description="Synthesise each text of a manifest in every English festival voice on the "
+                                          "machine: a speaker probe (codec phonetic --dev) that the words cannot pass.")
+    p.add_argument("--texts", type=Path, default=Path("~/data/rvq/aligned.jsonl").expanduser(),
+                   help="JSONL manifest whose rows have a \"text\" (default: %(default)s)")
+    p.add_argument("--limit", type=int, help="only the first N distinct texts")
+    p.add_argument("--out", type=Path, required=True, help="folder for the WAVs and voices.jsonl")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_voices)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from eval.bench import run_all
 
@@ -269,8 +289,8 @@ def _register_phase_recovery(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``eval``, ``codebooks``, ``phonetic``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes`` and
-    ``phase-recovery``."""
-    for add in (_register_eval, _register_codebooks, _register_phonetic, _register_bench, _register_bench_bitstream,
-                _register_demo, _register_recipes, _register_phase_recovery):
+    """Adds ``eval``, ``codebooks``, ``phonetic``, ``voices``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes``
+    and ``phase-recovery``."""
+    for add in (_register_eval, _register_codebooks, _register_phonetic, _register_voices, _register_bench,
+                _register_bench_bitstream, _register_demo, _register_recipes, _register_phase_recovery):
         add(subparsers)
