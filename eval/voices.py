@@ -16,6 +16,7 @@ for every speaker when rows have a text.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +33,7 @@ SAMPLE_RATE_HZ = 16_000
 VOICES = {"kal": "voice_kal_diphone", "ked": "voice_ked_diphone", "slt": "voice_cmu_us_slt_arctic_hts"}
 #: Licences of the voices' packages (``/usr/share/doc/festvox-*/copyright``).
 LICENCES = {"kal": "EST-2003", "ked": "EST-2003", "slt": "BSD-3-clause"}
+_LEADING = re.compile(r"^[^\w]+")
 INSTALL = "sudo apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
 
 
@@ -70,13 +72,15 @@ def synthesize(text: str, speaker: str, path: Path) -> float:
 
 
 def read_texts(manifest: Path, limit: int | None = None) -> list[str]:
-    """The distinct ``"text"`` values of a JSONL manifest, in order (the first ``limit``).
+    """The distinct ``"text"`` values of a JSONL manifest, in order (the first ``limit``), without leading
+    punctuation (festival 2.5 crashes on a sentence that starts with "...").
 
     Raises:
         InputError: If no row has a text.
     """
     sources.check_limit(limit)
-    texts = list(dict.fromkeys(t for e in sources.read_manifest(manifest) if (t := str(e.row.get("text", "")).strip())))
+    cleaned = (_LEADING.sub("", str(e.row.get("text", ""))).strip() for e in sources.read_manifest(manifest))
+    texts = list(dict.fromkeys(t for t in cleaned if t))
     if not texts:
         raise InputError(f"{manifest} has no rows with a \"text\" to synthesise")
     return texts[:limit]
@@ -85,25 +89,36 @@ def read_texts(manifest: Path, limit: int | None = None) -> list[str]:
 def build(texts: list[str], out: Path, speakers: list[str] | None = None, quiet: bool = False) -> Path:
     """Synthesises every text in every voice under ``out/<speaker>/``; returns the manifest ``out/voices.jsonl``.
 
-    Files already written are kept, so an interrupted build resumes.
+    Files already written are kept, so an interrupted build resumes. A sentence that a voice cannot say is left
+    out for every voice (and counted on standard output).
 
     Raises:
-        InputError: If fewer than two voices are available, or festival fails.
+        InputError: If fewer than two voices are available, or festival says no sentence.
     """
     speakers = speakers if speakers is not None else available_voices()
     if len(speakers) < 2:
         raise InputError(f"a speaker probe needs two voices or more, festival has {speakers}: {INSTALL}")
-    rows = []
+    rows, unsaid = [], []
     for index, text in enumerate(tqdm(texts, desc="voices", unit="sentence", disable=quiet)):
-        for speaker in speakers:
-            path = out / speaker / f"{index:04d}.wav"
-            if path.is_file():
-                info = audio.read_info(path)
-                seconds = info.frames / info.samplerate
-            else:
-                seconds = synthesize(text, speaker, path)
-            rows.append({"path": str(path.resolve()), "duration_s": round(seconds, 4), "speaker": speaker,
-                         "source": "festival", "licence": LICENCES[speaker], "text": text})
+        paths = [out / speaker / f"{index:04d}.wav" for speaker in speakers]
+        try:
+            seconds = [_seconds(p) if p.is_file() else synthesize(text, s, p) for s, p in zip(speakers, paths)]
+        except InputError:  # a sentence one voice cannot say is left out for all: every speaker says the same
+            unsaid.append(text)
+            for path in paths:
+                path.unlink(missing_ok=True)
+            continue
+        rows += [{"path": str(p.resolve()), "duration_s": round(d, 4), "speaker": s, "source": "festival",
+                  "licence": LICENCES[s], "text": text} for s, p, d in zip(speakers, paths, seconds)]
+    if unsaid:
+        print(f"left out {len(unsaid)} of {len(texts)} sentences that festival could not say, e.g. {unsaid[0]!r}")
+    if not rows:
+        raise InputError(f"festival said none of the {len(texts)} sentences: {INSTALL}")
     manifest = out / "voices.jsonl"
     write_jsonl(manifest, rows)
     return manifest
+
+
+def _seconds(path: Path) -> float:
+    info = audio.read_info(path)
+    return info.frames / info.samplerate
