@@ -16,6 +16,7 @@ for every speaker when rows have a text.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -87,7 +88,8 @@ def read_texts(manifest: Path, limit: int | None = None) -> list[str]:
 
 
 def build(texts: list[str], out: Path, speakers: list[str] | None = None, quiet: bool = False) -> Path:
-    """Synthesises every text in every voice under ``out/<speaker>/``; returns the manifest ``out/voices.jsonl``.
+    """Synthesises every text in every voice to ``out/<speaker>/<hash of the text>.wav``; returns the manifest
+    ``out/voices.jsonl``.
 
     Files already written are kept, so an interrupted build resumes. A sentence that a voice cannot say is left
     out for every voice (and counted on standard output).
@@ -99,8 +101,9 @@ def build(texts: list[str], out: Path, speakers: list[str] | None = None, quiet:
     if len(speakers) < 2:
         raise InputError(f"a speaker probe needs two voices or more, festival has {speakers}: {INSTALL}")
     rows, unsaid = [], []
-    for index, text in enumerate(tqdm(texts, desc="voices", unit="sentence", disable=quiet)):
-        paths = [out / speaker / f"{index:04d}.wav" for speaker in speakers]
+    for text in tqdm(texts, desc="voices", unit="sentence", disable=quiet):
+        name = hashlib.sha1(text.encode()).hexdigest()[:16]  # named by the text: a resumed build cannot mix them up
+        paths = [out / speaker / f"{name}.wav" for speaker in speakers]
         try:
             seconds = [_seconds(p) if p.is_file() else synthesize(text, s, p) for s, p in zip(speakers, paths)]
         except InputError:  # a sentence one voice cannot say is left out for all: every speaker says the same
