@@ -115,7 +115,6 @@ class Codec(nn.Module):
         """First 16 hex digits of a SHA-256 over the config and every weight and buffer used for inference."""
         return _weights_id(self.config, self.state_dict())
 
-
     def n_q_for_bandwidth(self, bandwidth_kbps: float | None) -> int:
         """Codebooks needed for ``bandwidth_kbps`` (all of them for ``None``).
 
