@@ -12,6 +12,7 @@ pesq           PESQ wideband (ITU-T P.862.2, MOS-LQO 1..4.64)          16 kHz   
 stoi           short-time objective intelligibility (0..1)             10 kHz      higher
 sisdr          scale-invariant signal-to-distortion ratio (dB)         any         higher
 mel            multi-resolution log-mel L1 distance                    any         lower
+pitch          raw pitch accuracy: voiced frames within 50 cents (0..1) any         higher
 dnsmos         DNSMOS P.835 overall (non-intrusive, 1..5)              16 kHz      higher
 =============  ======================================================  ==========  ========
 
@@ -41,7 +42,7 @@ import torch
 
 from codec.audio import resample
 from codec.errors import CodecError, InputError
-from codec.measures import si_sdr_db
+from codec.measures import pitch_track, si_sdr_db
 from codec.spectrogram import fft_size, power_spectrogram
 
 #: ViSQOL speech mode's similarity-to-MOS mapping (the C++ default), named in every output.
@@ -259,6 +260,27 @@ def dnsmos_model():
         ) from None
 
 
+#: A decoded frame's pitch counts as right within this many cents of the reference's (MIREX raw pitch accuracy).
+PITCH_TOLERANCE_CENTS = 50.0
+
+
+def raw_pitch_accuracy(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
+    """Of the reference's voiced 10 ms frames (Praat's track), the fraction where the decoded signal is voiced
+    with a pitch within :data:`PITCH_TOLERANCE_CENTS`: 1 keeps every pitch, a lost or wrong pitch lowers it.
+
+    Raises:
+        MetricError: The reference has no voiced frame.
+    """
+    _check_pair(ref, deg)
+    _, ref_hz = pitch_track(ref, rate)
+    _, deg_hz = pitch_track(deg, rate)  # the same length, so the same analysis times
+    voiced = ref_hz > 0
+    if not voiced.any():
+        raise MetricError("the reference has no voiced frame: raw pitch accuracy is undefined")
+    cents = 1200 * np.abs(np.log2(np.where(deg_hz > 0, deg_hz, 1.0) / np.where(voiced, ref_hz, 1.0)))
+    return float(np.mean((deg_hz[voiced] > 0) & (cents[voiced] <= PITCH_TOLERANCE_CENTS)))
+
+
 def dnsmos_overall(ref: np.ndarray | None, deg: np.ndarray, rate: int) -> float:
     """DNSMOS P.835 overall quality (OVRL) of ``deg`` alone; ``ref`` is ignored.
 
@@ -305,6 +327,9 @@ METRICS: dict[str, Metric] = {
         Metric("sisdr", "SI-SDR dB", True, si_sdr, None, "scale-invariant signal-to-distortion ratio in dB"),
         Metric("mel", "mel L1", False, mel_distance, None,
                f"log-mel L1 distance averaged over STFT sizes {', '.join(map(str, MEL_WINDOWS))}; 0 is identical"),
+        Metric("pitch", "pitch acc.", True, raw_pitch_accuracy, None,
+               f"of the reference's voiced 10 ms frames (Praat), the share decoded within {PITCH_TOLERANCE_CENTS:g} "
+               "cents, 0-1"),
         Metric("dnsmos", "DNSMOS OVRL", True, dnsmos_overall, dnsmos_model,
                "DNSMOS P.835 overall quality of the decoded signal alone (non-intrusive), 1-5"),
     )

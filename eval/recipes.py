@@ -36,7 +36,7 @@ from codec.sources import list_audio
 from eval.evaluate import evaluate, speakers_of
 from eval.listen import choose_files
 
-METRICS = ("visqol", "pesq", "mel")
+METRICS = ("visqol", "pesq", "mel", "pitch")
 #: Bands whose level the decoder must keep (the recipe issue: within 3 dB from 0.5 to 4 kHz).
 KEY_BANDS = ("0.5-1 kHz", "1-2 kHz", "2-4 kHz")
 
@@ -127,7 +127,7 @@ def table(records: list[dict[str, Any]], bitrates_kbps: list[float]) -> str:
     """One markdown row per run and snapshot: scores at each bitrate, the latent row's scores and bands."""
     head = ["run", "CPU min", "step", "audio s / CPU s", "x real time"]
     for kbps in bitrates_kbps:
-        head += [f"ViSQOL {kbps:g}k", f"PESQ {kbps:g}k", f"mel {kbps:g}k"]
+        head += [f"ViSQOL {kbps:g}k", f"PESQ {kbps:g}k", f"mel {kbps:g}k", f"pitch {kbps:g}k"]
     head += ["ViSQOL latent", "PESQ latent", *(f"latent {b} dB" for b in KEY_BANDS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
@@ -136,7 +136,7 @@ def table(records: list[dict[str, Any]], bitrates_kbps: list[float]) -> str:
         for kbps in bitrates_kbps:
             row = _row_of(r["summary"], kbps)
             cells += [_fmt(_mean(row, "visqol"), _ci(row, "visqol")), _fmt(_mean(row, "pesq"), _ci(row, "pesq")),
-                      _fmt(_mean(row, "mel"))]
+                      _fmt(_mean(row, "mel")), _fmt(_mean(row, "pitch"))]
         latent = _row_of(r["summary"], None)
         cells += [_fmt(_mean(latent, "visqol")), _fmt(_mean(latent, "pesq"))]
         cells += [_fmt((latent or {}).get("bands_db", {}).get(b, {}).get("mean"), digits=1) for b in KEY_BANDS]

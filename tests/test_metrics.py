@@ -107,6 +107,17 @@ def test_pesq_on_silence_raises_a_metric_error() -> None:
         metrics.pesq_wb(silence, silence, RATE)
 
 
+def test_pitch_accuracy_keeps_a_kept_pitch_and_catches_a_shifted_one(clean: np.ndarray, noisy: np.ndarray) -> None:
+    """Noise at 10 dB keeps most of speech's pitch; speech played 6% faster (a semitone up) keeps none of it."""
+    assert metrics.raw_pitch_accuracy(clean, clean.copy(), RATE) == 1.0
+    assert metrics.raw_pitch_accuracy(clean, noisy, RATE) > 0.8
+    faster = np.interp(np.arange(len(clean)) * 1.06, np.arange(len(clean)), clean, right=0.0).astype(np.float32)
+    # the same length, pitch 100 cents up (and time squeezed: frames no longer line up either)
+    assert metrics.raw_pitch_accuracy(clean, faster, RATE) < 0.2
+    with pytest.raises(metrics.MetricError, match="no voiced frame"):
+        metrics.raw_pitch_accuracy(np.zeros(RATE, dtype=np.float32), np.zeros(RATE, dtype=np.float32), RATE)
+
+
 # ----- band energy ------------------------------------------------------------------------------
 BAND_TONES_HZ = (250.0, 750.0, 1500.0, 3000.0, 6000.0)  # one tone inside each band at 16 kHz
 BAND_GAINS_DB = (0.0, -3.0, -12.0, -20.0, 6.0)

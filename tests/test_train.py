@@ -16,7 +16,8 @@ from codec.network.model import Codec
 from train.config import OptimConfig, TrainConfig
 from train.data import load_excerpt, probe
 from train.loop import TrainingError, lr_factor, train, validate
-from train.losses import FrameMagnitudeLoss, MelLoss
+from train.losses import FrameMagnitudeLoss, MelLoss, pitch_loss
+from train.pitch import frame_pitch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -344,3 +345,45 @@ def test_cosine_decay_ends_after_decay_steps_counted_from_the_runs_own_start():
     assert until_the_end(110) == pytest.approx(0.55) and until_the_end(210) == pytest.approx(0.1)
     with pytest.raises(ConfigError, match="decay_steps"):
         lr_factor(OptimConfig(decay="cosine", decay_steps=-1), total_steps=10)
+
+
+HARMONIC = {"model.decoder": "istft", "model.decoder_dim": 16, "model.decoder_layers": 2, "model.n_fft": 16,
+            "model.decoder_harmonics": True, "loss.pitch": 1.0, "disc.kinds": []}
+
+
+def test_harmonics_and_the_pitch_loss_go_together() -> None:
+    with pytest.raises(ConfigError, match="decoder_harmonics and loss.pitch go together"):
+        tiny(**{k: v for k, v in HARMONIC.items() if k != "loss.pitch"})
+    with pytest.raises(ConfigError, match="decoder_harmonics and loss.pitch go together"):
+        tiny(**{"loss.pitch": 1.0})
+
+
+def test_harmonic_decoder_learns_the_pitch_of_speech(tmp_path: Path) -> None:
+    """``loss.pitch`` trains the decoder's fundamental towards Praat's track of real speech."""
+    config = tiny(**(HARMONIC | {"steps": 80, "checkpoint_every": 80, "loss.l1": 0.0}))
+    before = Codec(config.model)
+    after = Codec.from_pretrained(train(config, tmp_path / "run", quiet=True))
+    wav = load_excerpt(probe([str(p) for p in sorted(DATA.glob("*.wav"))], 0.3)[0], 16000, 1.0)[None]
+    f0 = frame_pitch(wav, 16000, config.model.hop_length, config.model.n_fft)
+    assert (f0 > 0).any()
+    with torch.no_grad():
+        before.train()
+        before(wav)  # k-means initialise the codebooks on this speech, as training does
+        errors = [float(pitch_loss(model.eval()(wav).pitch, f0)) for model in (before, after)]
+    assert errors[1] < 0.7 * errors[0], errors
+
+
+def test_init_from_a_decoder_without_harmonics_keeps_its_weights(tmp_path: Path) -> None:
+    plain = {k: v for k, v in HARMONIC.items() if k not in ("model.decoder_harmonics", "loss.pitch")}
+    source = Codec(tiny(**plain).model)
+    source.save_pretrained(tmp_path / "source")
+    run = {"steps": 1, "checkpoint_every": 1, "optim.lr": 1e-12, "init": str(tmp_path / "source")}
+    tuned = Codec.from_pretrained(train(tiny(**(HARMONIC | run)), tmp_path / "run", quiet=True))
+    assert tuned.config.decoder_harmonics and tuned.decoder.source_head is not None
+    for name, weight in source.state_dict().items():
+        if name.startswith(("encoder.", "decoder.")):  # the first step fits the untrained codebooks
+            torch.testing.assert_close(tuned.state_dict()[name], weight, rtol=0, atol=1e-6, msg=name)
+    # and back: a plain fine-tune of the harmonic model drops the source head
+    tuned.save_pretrained(tmp_path / "harmonic")
+    back = train(tiny(**(plain | run | {"init": str(tmp_path / "harmonic")})), tmp_path / "back", quiet=True)
+    assert Codec.from_pretrained(back).decoder.source_head is None

@@ -106,6 +106,14 @@ class LossConfig:
         magnitude: Weight of the log-magnitude L1 between the frames an istft
             decoder with ``decoder_phase: recovered`` predicts and the input's
             frames (:class:`train.losses.FrameMagnitudeLoss`); 0 leaves it out.
+        pitch: Weight of the pitch loss of a decoder with
+            ``decoder_harmonics`` (:func:`train.losses.pitch_loss`: voicing
+            cross-entropy plus the L1 of ``log2 f0`` on voiced frames, against
+            Praat's pitch track of each crop, :mod:`train.pitch`); outside the
+            balancer, like the commitment loss. Needed by such a decoder.
+        pitch_forcing: Drive the harmonics with the tracked pitch while
+            training (as neural source-filter vocoders train), rather than with
+            the decoder's own prediction (which inference uses).
         adversarial_kind: ``"hinge"`` or ``"lsgan"``.
         balancer: Use the gradient balancer; else plain weighted sum.
         balancer_decay: EMA decay of the balancer's gradient norms (EnCodec: 0.999).
@@ -124,6 +132,8 @@ class LossConfig:
     phase_windows: tuple[int, ...] = (512, 1024, 2048)
     phase_power: float = 1.0
     magnitude: float = 0.0
+    pitch: float = 0.0
+    pitch_forcing: bool = True
     adversarial_kind: str = "hinge"
     balancer: bool = True
     balancer_decay: float = 0.999
@@ -309,8 +319,15 @@ class TrainConfig:
         """Checks settings that span sections.
 
         Raises:
-            ConfigError: ``loss.magnitude`` without a decoder that recovers its phase.
+            ConfigError: ``loss.magnitude`` without a decoder that recovers its phase; ``loss.pitch``
+                without a decoder with harmonics, or the reverse.
         """
+        if (self.loss.pitch > 0) != self.model.decoder_harmonics:
+            raise ConfigError(
+                "model.decoder_harmonics and loss.pitch go together: the harmonics follow the predicted pitch, "
+                "which only loss.pitch trains; set both (e.g. loss.pitch 0.1) or neither, got "
+                f"decoder_harmonics {self.model.decoder_harmonics}, loss.pitch {self.loss.pitch}"
+            )
         if self.loss.magnitude > 0 and not (self.model.decoder == "istft" and self.model.decoder_phase == "recovered"):
             raise ConfigError(
                 "loss.magnitude trains the magnitudes of a decoder whose phase is recovered from them: "

@@ -43,7 +43,9 @@ from train.losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
+    pitch_loss,
 )
+from train.pitch import frame_pitch
 from train.semantic import SemanticDistillation, build_semantic
 
 log = logging.getLogger(__name__)
@@ -182,6 +184,9 @@ TRAINING_ONLY_KEYS = frozenset({"name", "ema_decay", "epsilon", "kmeans_iters", 
 #: What the iSTFT decoder's head predicts: a fine-tune may change it, and the head is then laid out afresh
 #: (:func:`_relaid_head`); the frame length touches no other weight.
 HEAD_LAYOUT_KEYS = frozenset({"decoder_phase", "decoder_subframes", "n_fft"})
+#: Added by ``decoder_harmonics``: a fine-tune from a decoder without them starts them afresh.
+ADDED_KEYS = frozenset({"decoder_harmonics"})
+SOURCE_PREFIX = "decoder.source_head."
 #: The iSTFT decoder's output layer.
 HEAD_PREFIX = "decoder.head."
 
@@ -192,12 +197,12 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
     Raises:
         TrainingError: If the saved model's architecture differs from ``model``'s
             (any model setting outside :data:`TRAINING_ONLY_KEYS`, and outside
-            :data:`HEAD_LAYOUT_KEYS` for two iSTFT decoders).
+            :data:`HEAD_LAYOUT_KEYS` and :data:`ADDED_KEYS` for two iSTFT decoders).
     """
     source = load_codec(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
     istft = mine["decoder"] == theirs["decoder"] == "istft"
-    free = TRAINING_ONLY_KEYS | HEAD_LAYOUT_KEYS if istft else TRAINING_ONLY_KEYS
+    free = TRAINING_ONLY_KEYS | HEAD_LAYOUT_KEYS | ADDED_KEYS if istft else TRAINING_ONLY_KEYS
     differ = ", ".join(f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in free and mine[k] != theirs[k])
     if differ:
         raise TrainingError(f"init={name_or_path!r} has another architecture than model ({differ}); "
@@ -206,10 +211,12 @@ def initialize_from(model: Codec, name_or_path: str) -> None:
     relaid = istft and any(theirs[k] != mine[k] for k in HEAD_LAYOUT_KEYS)
     if relaid:
         state.update(_relaid_head(state, source.config, model))
-    model.load_state_dict(state)
-    log.info("generator initialised from %s (model id %s)%s", name_or_path, source.model_id,
+    own = model.state_dict()
+    fresh = {k: v for k, v in own.items() if k.startswith(SOURCE_PREFIX) and k not in state}
+    model.load_state_dict({k: v for k, v in state.items() if k in own or not k.startswith(SOURCE_PREFIX)} | fresh)
+    log.info("generator initialised from %s (model id %s)%s%s", name_or_path, source.model_id,
              "; the decoder head's log-magnitude rows carried to each predicted frame's bins, any phase rows "
-             "start afresh" if relaid else "")
+             "start afresh" if relaid else "", "; the harmonic source's head starts afresh" if fresh else "")
 
 
 def _relaid_head(state: dict[str, torch.Tensor], source: CodecConfig, model: Codec) -> dict[str, torch.Tensor]:
@@ -326,12 +333,13 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool 
                 break
             wav, target, speaker = split_batch(batch, parts.semantic)
             wav = wav.to(accelerator.device)  # [B, 1, T]
+            f0 = frame_pitch(wav, codec.sample_rate, codec.hop_length, codec.config.n_fft) if config.loss.pitch else None
             parts.model.train(), parts.disc.train()
             codebooks = codebook_snapshot(codec)  # the forward pass updates them; a skipped step restores them
             with accelerator.autocast():
-                out = parts.model(wav)
+                out = parts.model(wav, f0=f0 if config.loss.pitch_forcing else None)
             d_loss = discriminator_step(parts, wav, out.wav_hat, parts.adversarial_at(progress.step))
-            stats = generator_step(parts, wav, out, target, parts.judging_at(progress.step), speaker)
+            stats = generator_step(parts, wav, out, target, parts.judging_at(progress.step), speaker, f0)
             if stats is None:
                 skip_step(parts, codebooks)
                 continue
@@ -476,7 +484,7 @@ def split_batch(
 
 def generator_step(
     parts: Parts, wav: torch.Tensor, out: CodecOutput, target: torch.Tensor | None, adversarial: bool,
-    speaker: torch.Tensor | None = None,
+    speaker: torch.Tensor | None = None, f0: torch.Tensor | None = None,
 ) -> GeneratorStats | None:
     """One generator update from the forward pass ``out`` of ``wav`` ``[B, 1, T]``.
 
@@ -487,6 +495,7 @@ def generator_step(
         target: Teacher targets ``[B, L', F, D_t]`` with semantic distillation, else ``None``.
         adversarial: Whether the critics judge the generator at this step.
         speaker: Speaker indices ``[B]`` of the crops, with the semantic speaker adversary.
+        f0: Tracked fundamentals ``[B, F]`` (Hz, 0 = unvoiced), the targets of ``loss.pitch``.
 
     Returns:
         The step's losses, or ``None`` if one is NaN/Inf: then nothing is updated.
@@ -500,6 +509,8 @@ def generator_step(
             losses["phase"] = parts.phase_loss(wav_hat, wav)
         if parts.magnitude_loss is not None:
             losses["magnitude"] = parts.magnitude_loss(out.log_magnitude, wav)
+        if f0 is not None:
+            losses["pitch"] = pitch_loss(out.pitch, f0)
         if adversarial:
             fake = parts.critic(wav_hat)
             with torch.no_grad():
@@ -523,6 +534,8 @@ def generator_step(
         objective = sum(parts.weights[k] * v for k, v in losses.items() if k in parts.weights)
     if parts.semantic:
         objective = objective + parts.semantic.surrogate(losses, parts.weights)
+    if f0 is not None:
+        objective = objective + loss.pitch * losses["pitch"]
     accelerator.backward(objective + loss.commitment * commitment)
     grad_norm = accelerator.clip_grad_norm_(parts.model.parameters(), config.optim.grad_clip or float("inf"))
     parts.opt_g.step()

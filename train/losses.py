@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from codec.errors import ConfigError
+from codec.network.harmonic_source import F0_REFERENCE_HZ
 from codec.network.istft_decoder import analysis_frames
 from codec.network.phase_recovery import LOG_FLOOR
 from train.discriminators import DiscOutput
@@ -182,6 +183,23 @@ class PhaseDerivativeLoss(torch.nn.Module):
                 d_ref = ref.narrow(dim, 1, n - 1) * ref.narrow(dim, 0, n - 1).conj()
                 total = total + (d_y - d_ref).abs().mean() / d_ref.abs().mean().clamp(min=1e-8)
         return total / len(self.windows)
+
+
+def pitch_loss(pitch: Tensor, f0: Tensor) -> Tensor:
+    """Voicing cross-entropy plus the mean L1 of ``log2 f0`` over voiced frames (0 without any).
+
+    Args:
+        pitch: A decoder's predicted ``log2(f0 / 100 Hz)`` and voicing logit ``[B, F, 2]``
+            (:meth:`codec.network.istft_decoder.ISTFTDecoder.pitch`).
+        f0: Target fundamentals ``[B, F]`` in Hz, 0 where unvoiced (:func:`train.pitch.frame_pitch`).
+    """
+    octaves, voicing = pitch.float().unbind(-1)
+    voiced = f0 > 0
+    loss = F.binary_cross_entropy_with_logits(voicing, voiced.float())
+    if voiced.any():
+        target = torch.log2(f0[voiced] / F0_REFERENCE_HZ)
+        loss = loss + (octaves[voiced] - target).abs().mean()
+    return loss
 
 
 def build_mel_loss(

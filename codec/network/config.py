@@ -149,6 +149,12 @@ class CodecConfig:
         decoder_subframes: Frames the ``"istft"`` decoder predicts per code
             frame, at a hop of ``hop_length / decoder_subframes`` (phase
             recovery wants frames overlapping by 3/4 or more).
+        decoder_harmonics: Whether the ``"istft"`` decoder also predicts each
+            frame's fundamental and adds exact harmonics of it, shaped by a
+            predicted per-bin gain, to its spectrum
+            (:mod:`codec.network.harmonic_source`); trained with
+            ``loss.pitch``. Needs ``decoder_phase`` ``"absolute"`` or
+            ``"integrated"`` and one predicted frame per code frame.
         n_q: Number of residual quantizer levels (codebooks).
         codebook_size: Entries per codebook.
         ema_decay: Decay of the codebook exponential moving averages
@@ -184,6 +190,7 @@ class CodecConfig:
     n_fft: int = 640
     decoder_phase: str = "absolute"
     decoder_subframes: int = 1
+    decoder_harmonics: bool = False
     n_q: int = 8
     codebook_size: int = 1024
     ema_decay: float = 0.99
@@ -236,6 +243,16 @@ class CodecConfig:
             raise ConfigError(
                 f"decoder_phase 'recovered' needs frames overlapping by 3/4: n_fft {self.n_fft} is under 4 hops of "
                 f"{self.hop_length // self.decoder_subframes} samples; raise decoder_subframes or n_fft"
+            )
+
+        if not isinstance(self.decoder_harmonics, bool):
+            raise ConfigError(f"decoder_harmonics must be true or false, got {self.decoder_harmonics!r}")
+        if self.decoder_harmonics and (self.decoder != "istft" or self.decoder_phase == "recovered"
+                                       or self.decoder_subframes != 1):
+            raise ConfigError(
+                "decoder_harmonics needs decoder 'istft' with decoder_phase 'absolute' or 'integrated' and "
+                f"decoder_subframes 1, got decoder {self.decoder!r}, decoder_phase {self.decoder_phase!r}, "
+                f"decoder_subframes {self.decoder_subframes}"
             )
 
     @property

@@ -12,6 +12,8 @@ spectrum instead, as Vocos does (arXiv 2306.00814)::
          2 pi k hop / n_fft, and p is the running sum over frames: :class:`PhaseIntegrator`;
          with ``recovered`` the head gives log-magnitudes only, of ``decoder_subframes`` Hann-windowed
          frames per code frame, and the phases follow from them: :mod:`codec.network.phase_recovery`)
+      -> with ``decoder_harmonics``, plus exact harmonics of a predicted fundamental, scaled per bin by a
+         predicted gain: :mod:`codec.network.harmonic_source`
       -> inverse DFT of each frame, times a sqrt-Hann window (a Hann one with recovered phases)
       -> overlap-add -> wav [B, 1, F * hop]
 
@@ -50,6 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from codec.network.config import CodecConfig
+from codec.network.harmonic_source import F0_RANGE_HZ, F0_REFERENCE_HZ, HarmonicSource
 from codec.network.layers import StreamingConv1d, eager_inference
 from codec.network.phase_recovery import PhaseRecovery
 from codec.network.streaming import StreamingModule, kept
@@ -57,6 +60,9 @@ from codec.network.streaming import StreamingModule, kept
 #: Largest magnitude a bin may take. A full-scale sine gives about ``0.32 * n_fft`` in its bin
 #: through a sqrt-Hann window, so this leaves room for n_fft up to 2048 and stops ``exp`` overflowing.
 MAX_MAGNITUDE = 1e3
+#: Initial log-gain of every bin of the harmonic excitation (``decoder_harmonics``): a unit harmonic then
+#: adds about 0.5 to its bin, a small part of a voiced frame, so a fine-tune starts near its saved model.
+HARMONIC_GAIN_INIT = -6.0
 
 
 def analysis_window(n_fft: int, window: str = "sqrt_hann") -> Tensor:
@@ -288,6 +294,13 @@ class ISTFTDecoder(nn.Module):
         self.phase = PhaseIntegrator(config.n_fft, hop) if config.decoder_phase == "integrated" else None
         self.recovery = PhaseRecovery(config.n_fft, hop) if self.recovers_phase else None
         self.synthesis = OverlapAdd(config.n_fft, hop, "hann" if self.recovers_phase else "sqrt_hann")
+        self.source_head, self.excitation = None, None
+        if config.decoder_harmonics:  # per bin, the harmonics' log-gain; then log2(f0 / 100 Hz) and a voicing logit
+            self.source_head = nn.Linear(width, bins + 2)
+            nn.init.zeros_(self.source_head.weight[:bins])
+            nn.init.constant_(self.source_head.bias[:bins], HARMONIC_GAIN_INIT)
+            nn.init.zeros_(self.source_head.bias[bins:])
+            self.excitation = HarmonicSource(config.n_fft, hop, config.sample_rate)
 
     def head_output(self, z: Tensor) -> Tensor:
         """The head's output for ``z`` [B, D, F], one row per predicted frame: [B, F * R, K or 2K]
@@ -295,6 +308,8 @@ class ISTFTDecoder(nn.Module):
         if eager_inference(z, self):
             return self._frames(self.time_major_head(z.transpose(1, 2)))
         h = self.norm(self.blocks(self.input(z)).transpose(1, 2))  # [B, F, W]
+        if self.source_head is not None:
+            return torch.cat([self.head(h), self.source_head(h)], dim=-1)
         return self._frames(self.head(h))
 
     def time_major_head(self, z: Tensor) -> Tensor:
@@ -308,7 +323,10 @@ class ISTFTDecoder(nn.Module):
         for block in self.blocks:
             h = block.time_major(h)
         h = nn.functional.layer_norm(h, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
-        return nn.functional.linear(h, self.head.weight, self.head.bias)
+        out = nn.functional.linear(h, self.head.weight, self.head.bias)
+        if self.source_head is not None:
+            return torch.cat([out, nn.functional.linear(h, self.source_head.weight, self.source_head.bias)], dim=-1)
+        return out
 
     def spectrum(self, z: Tensor) -> Tensor:
         """Predicted complex spectra of ``z`` [B, D, F], as [B, F * R, 2K] (real parts, then imaginary parts)."""
@@ -318,23 +336,44 @@ class ISTFTDecoder(nn.Module):
         """``z`` [B, D, F] -> audio [B, 1, F * hop]."""
         return self.synthesis(self.spectrum(z))
 
-    def render(self, head: Tensor) -> Tensor:
-        """Audio ``[B, 1, F * hop]`` of the head's output ``head`` [B, F * R, K or 2K] (:meth:`head_output`)."""
-        return self.synthesis(self._complex_spectrum(head))
+    def render(self, head: Tensor, f0: Tensor | None = None) -> Tensor:
+        """Audio ``[B, 1, F * hop]`` of the head's output ``head`` [B, F * R, K or 2K] (:meth:`head_output`);
+        with harmonics, ``f0`` [B, F] (Hz, 0 = unvoiced) replaces the predicted fundamental (teacher forcing)."""
+        return self.synthesis(self._complex_spectrum(head, f0))
+
+    def pitch(self, head: Tensor) -> Tensor:
+        """The predicted ``log2(f0 / 100 Hz)`` and voicing logit of each frame, ``[B, F, 2]``, of the head's
+        output ``head`` [B, F, 3K + 2] of a decoder with harmonics."""
+        return head[..., -2:]
+
+    def f0(self, head: Tensor) -> Tensor:
+        """The predicted fundamental ``[B, F]`` in Hz (0 where the voicing logit is negative)."""
+        octaves, voicing = self.pitch(head).unbind(-1)
+        low, high = (math.log2(hz / F0_REFERENCE_HZ) for hz in F0_RANGE_HZ)
+        f0 = F0_REFERENCE_HZ * torch.exp(octaves.clamp(low, high) * math.log(2))  # exp2 has no ONNX export
+        return torch.where(voicing > 0, f0, torch.zeros_like(f0))
 
     def _frames(self, head: Tensor) -> Tensor:
         """``[B, F, R * C]`` head rows to one row per predicted frame, ``[B, F * R, C]``."""
         batch, frames, width = head.shape
         return head.reshape(batch, frames * self.subframes, width // self.subframes)
 
-    def _complex_spectrum(self, head: Tensor) -> Tensor:
+    def _complex_spectrum(self, head: Tensor, f0: Tensor | None = None) -> Tensor:
         """Real and imaginary parts ``[B, S, 2K]`` of the head's rows ``[B, S, K or 2K]``: log-magnitudes,
         then phases (phase advances, summed here, with ``decoder_phase: integrated``; with ``recovered``,
-        the phases come from the log-magnitudes)."""
+        the phases come from the log-magnitudes). With harmonics (rows ``[B, S, 3K + 2]``) the excitation
+        of the fundamental ``f0`` (the predicted one if ``None``), scaled per bin by ``exp`` of the
+        predicted log-gains, is added."""
         if self.recovery is not None:
             return _polar(head, self.recovery(head))
-        log_magnitude, phase = head.chunk(2, dim=-1)  # [B, S, K] each
-        return _polar(log_magnitude, phase if self.phase is None else self.phase(phase))
+        bins = self.synthesis.n_fft // 2 + 1
+        log_magnitude, phase = head[..., :bins], head[..., bins : 2 * bins]  # [B, S, K] each
+        spectrum = _polar(log_magnitude, phase if self.phase is None else self.phase(phase))
+        if self.excitation is None:
+            return spectrum
+        gain = head[..., 2 * bins : 3 * bins].clamp(max=0.0).exp()  # [B, S, K], at most 1 per unit harmonic
+        excitation = self.excitation(self.f0(head) if f0 is None else f0)  # [B, S, 2K]
+        return spectrum + excitation * torch.cat([gain, gain], dim=-1)
 
 
 def _polar(log_magnitude: Tensor, phase: Tensor) -> Tensor:

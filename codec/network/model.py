@@ -66,13 +66,15 @@ class EncodedAudio:
 
 @dataclass
 class CodecOutput:
-    """Training forward output: ``wav_hat`` [B, C, T], the quantizer's output and, when the decoder
-    recovers its phase, its predicted log-magnitudes ``[B, S, K]`` (every gradient to the generator
-    passes through them)."""
+    """Training forward output: ``wav_hat`` [B, C, T], the quantizer's output, when the decoder
+    recovers its phase its predicted log-magnitudes ``[B, S, K]`` (every gradient to the generator
+    passes through them), and when it adds harmonics its predicted pitch ``[B, F, 2]``
+    (``log2(f0 / 100 Hz)`` and a voicing logit, :meth:`ISTFTDecoder.pitch`)."""
 
     wav_hat: Tensor
     quantizer: QuantizerOutput
     log_magnitude: Tensor | None = None
+    pitch: Tensor | None = None
 
 
 class Codec(nn.Module):
@@ -287,17 +289,21 @@ class Codec(nn.Module):
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
             raise InputError(f"codes must lie in 0..{self.config.codebook_size - 1}")
 
-    def forward(self, wav: Tensor, n_q: int | None = None) -> CodecOutput:
+    def forward(self, wav: Tensor, n_q: int | None = None, f0: Tensor | None = None) -> CodecOutput:
         """Training pass: reconstructs ``wav`` [B, C, T] (T a multiple of the hop) with gradients.
 
         In training mode the quantizer updates its codebooks and applies
-        quantizer dropout.
+        quantizer dropout. ``f0`` [B, F] (Hz, 0 = unvoiced), for a decoder
+        with harmonics, drives them instead of the decoder's own prediction.
         """
         z = self.encoder(wav)  # [B, D, F]
         q = self.quantizer(z, n_q)
         if isinstance(self.decoder, ISTFTDecoder) and self.decoder.recovers_phase:
             log_magnitude = self.decoder.head_output(q.quantized)  # [B, S, K]
             return CodecOutput(wav_hat=self.decoder.render(log_magnitude), quantizer=q, log_magnitude=log_magnitude)
+        if isinstance(self.decoder, ISTFTDecoder) and self.decoder.excitation is not None:
+            head = self.decoder.head_output(q.quantized)  # [B, F, 3K + 2]
+            return CodecOutput(wav_hat=self.decoder.render(head, f0), quantizer=q, pitch=self.decoder.pitch(head))
         return CodecOutput(wav_hat=self.decoder(q.quantized), quantizer=q)
 
     def fold_weight_norm(self) -> Codec:
@@ -465,9 +471,15 @@ def _check_shapes(path: Path, shapes: dict[str, tuple[int, ...]], expected: dict
 TRAINING_ONLY_SUFFIX = ".embed_avg"
 
 
+#: Config fields added after models were published, with the value every earlier model has: at that value a
+#: field stays out of :func:`_weights_id`, so earlier models (and the files they wrote) keep their ids.
+LATER_FIELDS = {"decoder_harmonics": False}
+
+
 def _weights_id(config: CodecConfig, tensors: dict[str, Tensor]) -> str:
     """First 16 hex digits of a SHA-256 over the config and the inference tensors."""
-    digest = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode())
+    fields = {k: v for k, v in to_dict(config).items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     for name, tensor in sorted(tensors.items()):
         if name.endswith(TRAINING_ONLY_SUFFIX):
             continue
