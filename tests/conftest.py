@@ -17,6 +17,7 @@ import torch
 
 from codec import audio
 from codec.network.config import CodecConfig
+from codec.network.harmonic_source import PITCH_BINS
 from codec.network.model import Codec
 from codec.network.presets import codec_tiny, codec_tiny_config
 
@@ -133,8 +134,10 @@ def fitted_state(decoder: str = "seanet") -> dict[str, torch.Tensor]:
     model = Codec(config).train()
     with torch.no_grad():
         model(load_speech(config.sample_rate, index=0, seconds=1.0))
-        if config.decoder_harmonics:  # harmonics as loud as the rest of the spectrum, so that they count
-            model.decoder.source_head.bias[: config.n_fft // 2 + 1] = -2.0
+        if config.decoder_harmonics:  # harmonics as loud as the rest of the spectrum, so that they count,
+            bins = config.n_fft // 2 + 1  # of a fundamental near 140 Hz that the latent moves, as a trained one
+            model.decoder.source_head.bias[:bins] = -2.0
+            model.decoder.source_head.bias[bins:-1] = -0.05 * (torch.arange(PITCH_BINS) - 72.0) ** 2
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 

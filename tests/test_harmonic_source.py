@@ -11,7 +11,7 @@ import torch
 from conftest import chunks, tiny_config
 
 from codec.errors import ConfigError
-from codec.network.harmonic_source import HarmonicSource, analysis_basis, harmonic_sum
+from codec.network.harmonic_source import PITCH_BINS, HarmonicSource, analysis_basis, f0_of_logits, harmonic_sum
 from codec.network.istft_decoder import ISTFTDecoder, analysis_frames
 from codec.network.streaming import streaming
 
@@ -78,13 +78,25 @@ def test_streamed_chunks_give_the_whole_excitation() -> None:
     torch.testing.assert_close(parts, whole, atol=2e-3, rtol=1e-5)  # peaks near 300: float32 rounding
 
 
-def test_the_head_predicts_pitch_and_teacher_forcing_replaces_it() -> None:
+def test_pitch_classes_decode_finer_than_a_bin_and_ignore_a_far_second_peak() -> None:
+    logits = torch.full((1, 4, PITCH_BINS), -20.0)
+    logits[0, 0, 48] = 10.0  # bin 48: 12 semitones above 50 Hz
+    logits[0, 1, 60] = logits[0, 1, 61] = 10.0  # halfway between two bins
+    logits[0, 2, 20] = logits[0, 2, 68] = 10.0  # two equal peaks an octave apart: the first is taken, alone
+    logits[0, 3, 100] = 10.0
+    f0 = f0_of_logits(logits, torch.tensor([[1.0, 1.0, 1.0, -1.0]]))
+    expected = [100.0, 50 * 2 ** (60.5 / 48), 50 * 2 ** (20 / 48), 0.0]
+    torch.testing.assert_close(f0, torch.tensor([expected]), rtol=1e-5, atol=1e-4)
+
+
+def test_teacher_forcing_replaces_the_predicted_fundamental() -> None:
     config = tiny_config("istft-harmonic")
     decoder = ISTFTDecoder(config)
     bins = config.n_fft // 2 + 1
-    head = torch.zeros(1, 4, 3 * bins + 2)
-    head[0, :, -2:] = torch.tensor([[0.0, 1.0], [1.0, 1.0], [-9.0, 1.0], [0.5, -1.0]])  # octaves, voicing
-    assert decoder.f0(head).tolist() == [[100.0, 200.0, 50.0, 0.0]]  # clamped at 50 Hz; unvoiced is 0
+    head = torch.zeros(1, 4, 3 * bins + PITCH_BINS + 1)
+    head[..., 3 * bins + 48] = 10.0  # 100 Hz
+    head[..., -1] = 1.0  # voiced
+    assert decoder.f0(head).tolist() == [[pytest.approx(100.0, rel=1e-5)] * 4]
     head[..., 2 * bins : 3 * bins] = -1.0  # audible harmonics
     with torch.no_grad():
         own, forced = decoder.render(head), decoder.render(head, torch.full((1, 4), 300.0))

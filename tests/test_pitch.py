@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from codec.network.harmonic_source import PITCH_BINS
 from train.losses import pitch_loss
 from train.pitch import at_times, frame_pitch
 
@@ -51,14 +52,19 @@ def test_crops_too_short_for_the_tracker_are_refused() -> None:
         frame_pitch(torch.zeros(1, 1, 640), RATE, HOP, N_FFT)
 
 
-def test_pitch_loss_is_voicing_cross_entropy_plus_octave_error() -> None:
+def test_pitch_loss_is_voicing_cross_entropy_plus_pitch_class_cross_entropy() -> None:
     f0 = torch.tensor([[100.0, 200.0, 0.0, 0.0]])
-    exact = torch.tensor([[[0.0, 30.0], [1.0, 30.0], [5.0, -30.0], [-3.0, -30.0]]])
-    assert pitch_loss(exact, f0) < 1e-6  # the unvoiced frames' octaves do not count
-    off = exact.clone()
-    off[0, 1, 0] = 2.0  # an octave too high on one of the two voiced frames
-    torch.testing.assert_close(pitch_loss(off, f0), torch.tensor(0.5), atol=1e-6, rtol=0)
-    unsure = exact.clone()
-    unsure[..., 1] = 0.0
-    torch.testing.assert_close(pitch_loss(unsure, f0), torch.tensor(np.log(2), dtype=torch.float32))
-    assert torch.isfinite(pitch_loss(exact, torch.zeros(1, 4)))  # no voiced frame at all
+    labels = torch.full((1, 4, PITCH_BINS + 1), -30.0)
+    labels[..., -1] = torch.tensor([30.0, 30.0, -30.0, -30.0])  # voicing
+    labels[0, 0, 48] = labels[0, 1, 96] = 30.0  # 100 and 200 Hz; the unvoiced frames' bins do not count
+    sharp = pitch_loss(labels, f0)
+    soft = pitch_loss(labels, f0, spread_cents=1.0)  # labels nearly one-hot: a sure, right guess costs ~0
+    assert soft < 1e-3 < sharp  # the default spread of a bin asks for some doubt
+    wrong = labels.clone()
+    wrong[0, 1, 96], wrong[0, 1, 120] = -30.0, 30.0  # 6 semitones off on one of two voiced frames
+    assert pitch_loss(wrong, f0) > sharp + 10
+    unsure = labels.clone()
+    unsure[..., -1] = 0.0
+    torch.testing.assert_close(pitch_loss(unsure, f0) - sharp, torch.tensor(np.log(2), dtype=torch.float32),
+                               atol=1e-4, rtol=0)
+    assert torch.isfinite(pitch_loss(labels, torch.zeros(1, 4)))  # no voiced frame at all

@@ -52,7 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from codec.network.config import CodecConfig
-from codec.network.harmonic_source import F0_RANGE_HZ, F0_REFERENCE_HZ, HarmonicSource
+from codec.network.harmonic_source import PITCH_BINS, HarmonicSource, f0_of_logits
 from codec.network.layers import StreamingConv1d, eager_inference
 from codec.network.phase_recovery import PhaseRecovery
 from codec.network.streaming import StreamingModule, kept
@@ -295,8 +295,8 @@ class ISTFTDecoder(nn.Module):
         self.recovery = PhaseRecovery(config.n_fft, hop) if self.recovers_phase else None
         self.synthesis = OverlapAdd(config.n_fft, hop, "hann" if self.recovers_phase else "sqrt_hann")
         self.source_head, self.excitation = None, None
-        if config.decoder_harmonics:  # per bin, the harmonics' log-gain; then log2(f0 / 100 Hz) and a voicing logit
-            self.source_head = nn.Linear(width, bins + 2)
+        if config.decoder_harmonics:  # per bin, the harmonics' log-gain; then pitch-bin logits and a voicing logit
+            self.source_head = nn.Linear(width, bins + PITCH_BINS + 1)
             nn.init.zeros_(self.source_head.weight[:bins])
             nn.init.constant_(self.source_head.bias[:bins], HARMONIC_GAIN_INIT)
             nn.init.zeros_(self.source_head.bias[bins:])
@@ -342,16 +342,15 @@ class ISTFTDecoder(nn.Module):
         return self.synthesis(self._complex_spectrum(head, f0))
 
     def pitch(self, head: Tensor) -> Tensor:
-        """The predicted ``log2(f0 / 100 Hz)`` and voicing logit of each frame, ``[B, F, 2]``, of the head's
-        output ``head`` [B, F, 3K + 2] of a decoder with harmonics."""
-        return head[..., -2:]
+        """The predicted pitch-bin logits and voicing logit of each frame, ``[B, F, PITCH_BINS + 1]``, of the
+        head's output ``head`` [B, F, 3K + PITCH_BINS + 1] of a decoder with harmonics
+        (:mod:`codec.network.harmonic_source`)."""
+        return head[..., -(PITCH_BINS + 1) :]
 
     def f0(self, head: Tensor) -> Tensor:
         """The predicted fundamental ``[B, F]`` in Hz (0 where the voicing logit is negative)."""
-        octaves, voicing = self.pitch(head).unbind(-1)
-        low, high = (math.log2(hz / F0_REFERENCE_HZ) for hz in F0_RANGE_HZ)
-        f0 = F0_REFERENCE_HZ * torch.exp(octaves.clamp(low, high) * math.log(2))  # exp2 has no ONNX export
-        return torch.where(voicing > 0, f0, torch.zeros_like(f0))
+        pitch = self.pitch(head)
+        return f0_of_logits(pitch[..., :-1], pitch[..., -1])
 
     def _frames(self, head: Tensor) -> Tensor:
         """``[B, F, R * C]`` head rows to one row per predicted frame, ``[B, F * R, C]``."""
@@ -361,7 +360,7 @@ class ISTFTDecoder(nn.Module):
     def _complex_spectrum(self, head: Tensor, f0: Tensor | None = None) -> Tensor:
         """Real and imaginary parts ``[B, S, 2K]`` of the head's rows ``[B, S, K or 2K]``: log-magnitudes,
         then phases (phase advances, summed here, with ``decoder_phase: integrated``; with ``recovered``,
-        the phases come from the log-magnitudes). With harmonics (rows ``[B, S, 3K + 2]``) the excitation
+        the phases come from the log-magnitudes). With harmonics (rows ``[B, S, 3K + PITCH_BINS + 1]``) the excitation
         of the fundamental ``f0`` (the predicted one if ``None``), scaled per bin by ``exp`` of the
         predicted log-gains, is added."""
         if self.recovery is not None:

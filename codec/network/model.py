@@ -68,8 +68,8 @@ class EncodedAudio:
 class CodecOutput:
     """Training forward output: ``wav_hat`` [B, C, T], the quantizer's output, when the decoder
     recovers its phase its predicted log-magnitudes ``[B, S, K]`` (every gradient to the generator
-    passes through them), and when it adds harmonics its predicted pitch ``[B, F, 2]``
-    (``log2(f0 / 100 Hz)`` and a voicing logit, :meth:`ISTFTDecoder.pitch`)."""
+    passes through them), and when it adds harmonics its predicted pitch ``[B, F, P + 1]``
+    (pitch-bin logits and a voicing logit, :meth:`ISTFTDecoder.pitch`)."""
 
     wav_hat: Tensor
     quantizer: QuantizerOutput
@@ -302,7 +302,7 @@ class Codec(nn.Module):
             log_magnitude = self.decoder.head_output(q.quantized)  # [B, S, K]
             return CodecOutput(wav_hat=self.decoder.render(log_magnitude), quantizer=q, log_magnitude=log_magnitude)
         if isinstance(self.decoder, ISTFTDecoder) and self.decoder.excitation is not None:
-            head = self.decoder.head_output(q.quantized)  # [B, F, 3K + 2]
+            head = self.decoder.head_output(q.quantized)  # [B, F, 3K + P + 1]
             return CodecOutput(wav_hat=self.decoder.render(head, f0), quantizer=q, pitch=self.decoder.pitch(head))
         return CodecOutput(wav_hat=self.decoder(q.quantized), quantizer=q)
 
