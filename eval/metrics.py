@@ -334,7 +334,7 @@ METRICS: dict[str, Metric] = {
                "DNSMOS P.835 overall quality of the decoded signal alone (non-intrusive), 1-5"),
     )
 }
-DEFAULT_METRICS = ("visqol", "pesq", "stoi", "sisdr", "mel", "dnsmos")
+DEFAULT_METRICS = ("visqol", "pesq", "stoi", "sisdr", "mel", "pitch", "dnsmos")
 
 
 def get_metrics(names: list[str] | tuple[str, ...]) -> list[Metric]:
