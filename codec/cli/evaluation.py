@@ -9,10 +9,11 @@
     codec demo [FILE ...] [--model M] [--kbps 2,4] [--opus 6,8] [--out demo-results]
     codec recipes RUN_DIR [RUN_DIR ...] --data DEV_CLIPS --out DIR [--kbps 1,2] [--limit 13]
     codec phase-recovery --data DEV_CLIPS [--limit 4] [--hops 160,320] [--lambdas 0.18] [--heap]
+    codec pitch-probe --model M [--model M2 ...] --train TRAIN --dev DEV [--kbps 0,2]
 
 ``python -m eval.codebooks``, ``eval.phonetic``, ``eval.bench``,
-``eval.bench_bitstream``, ``eval.demo`` (``make demo``), ``eval.recipes`` and
-``eval.phase_recovery`` run the same commands. ``codec eval`` writes ``results.json``,
+``eval.bench_bitstream``, ``eval.demo`` (``make demo``), ``eval.recipes``,
+``eval.phase_recovery`` and ``eval.pitch_probe`` run the same commands. ``codec eval`` writes ``results.json``,
 ``results.md``, ``rate_distortion.png`` and the listening page
 ``index.html`` (its audio and spectrograms in ``listen/``) to ``--out`` and
 prints the markdown table.
@@ -288,9 +289,31 @@ def _register_phase_recovery(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_phase_recovery)
 
 
+def _pitch_probe(args: argparse.Namespace) -> int:
+    from eval.pitch_probe import compare
+
+    return compare(args.model, args.train, args.dev, numbers(args.kbps, "--kbps"), args.train_files, args.steps)
+
+
+def _register_pitch_probe(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("pitch-probe", help="how precisely a model's codes carry pitch, read by a small probe",
+                              description="How precisely a model's codes carry pitch: an MLP over four causal frames "
+                              "of the decoded codes learns Praat's pitch on training files; its error on held-out "
+                              "files, in cents.")
+    p.add_argument("--model", action="append", required=True,
+                   help="a saved model directory, a bundled name or preset:16khz (untrained); repeat to compare")
+    p.add_argument("--train", required=True, help="folder or JSONL manifest of speech to train the probe on")
+    p.add_argument("--dev", required=True, help="folder or JSONL manifest of held-out speech to score it on")
+    p.add_argument("--kbps", default="2", help="bitrates of the codes; 0 for the unquantized latent (default 2)")
+    p.add_argument("--train-files", type=int, default=400, help="training files, drawn at random (default 400)")
+    p.add_argument("--steps", type=int, default=1500, help="probe training steps of 256 frames (default 1500)")
+    p.set_defaults(func=_pitch_probe)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``eval``, ``codebooks``, ``phonetic``, ``voices``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes``
-    and ``phase-recovery``."""
+    """Adds ``eval``, ``codebooks``, ``phonetic``, ``voices``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes``,
+    ``phase-recovery`` and ``pitch-probe``."""
     for add in (_register_eval, _register_codebooks, _register_phonetic, _register_voices, _register_bench,
-                _register_bench_bitstream, _register_demo, _register_recipes, _register_phase_recovery):
+                _register_bench_bitstream, _register_demo, _register_recipes, _register_phase_recovery,
+                _register_pitch_probe):
         add(subparsers)

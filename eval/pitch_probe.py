@@ -1,0 +1,118 @@
+"""How precisely a codec's codes carry pitch: a small probe reads the fundamental from the decoded latent.
+
+A decoder can only render the pitch its latent carries. The probe, an MLP
+over four causal frames of the quantized latent (the RVQ's decoded codes at
+a bitrate; ``--kbps 0`` for the unquantized latent), learns Praat's pitch
+(:func:`codec.measures.pitch_track` at each decoder frame, as
+``loss.pitch`` does) as 192 classes of 25 cents on training files, and is
+scored on held-out files: its median error in cents on frames both call
+voiced, and the shares within 50 and 20 cents. A latent with a precise pitch
+gives a small error; one whose encoder learnt to drop it (a decoder that
+could not use it) a large one.
+
+    codec pitch-probe --model speech-16khz --train ~/data/rvq/train.jsonl --dev ~/runs/dev13.jsonl
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from codec import sources
+from codec.audio import load
+from codec.errors import InputError
+from codec.network.harmonic_source import PITCH_BINS, f0_of_logits
+from codec.network.model import Codec
+from codec.resolve import load_codec
+
+#: Causal latent frames the probe sees (the frame and the three before it).
+CONTEXT = 4
+
+
+@dataclass(frozen=True)
+class PitchProbe:
+    """The probe's held-out scores (cents on frames both the probe and Praat call voiced)."""
+
+    median_cents: float
+    within_50_cents: float
+    within_20_cents: float
+    voicing_agreement: float
+    train_frames: int
+    dev_frames: int
+
+
+def frames(model: Codec, path: Path, kbps: float, max_seconds: float) -> tuple[Tensor, Tensor] | None:
+    """Latent context rows ``[F, CONTEXT * D]`` and Praat's pitch ``[F]`` (Hz, 0 = unvoiced) of one file, or
+    ``None`` for a file too short to track."""
+    from train.pitch import frame_pitch  # the training targets' reading of Praat's track
+
+    wav = load(path, model.sample_rate, mono=True)[0][..., : int(max_seconds * model.sample_rate)]  # [1, T]
+    wav = wav[..., : wav.shape[-1] // model.hop_length * model.hop_length][None]  # [1, 1, F * hop]
+    if wav.shape[-1] < 0.1 * model.sample_rate:
+        return None
+    with torch.inference_mode():
+        z = model.encoder(wav) if kbps == 0 else model.quantizer.decode(model.encode(wav, bandwidth_kbps=kbps).codes)
+    z = z[0].T  # [F, D]
+    rows = torch.cat([nn.functional.pad(z, (0, 0, k, 0))[: z.shape[0]] for k in range(CONTEXT)], dim=1)
+    return rows, frame_pitch(wav, model.sample_rate, model.hop_length, 2 * model.hop_length)[0]
+
+
+def probe(model: Codec, train_files: list[Path], dev_files: list[Path], kbps: float = 2.0, steps: int = 1500,
+          seed: int = 0) -> PitchProbe:
+    """Trains the probe on ``train_files`` (first 10 s of each) and scores it on ``dev_files``.
+
+    Raises:
+        InputError: No voiced frame to train or score on.
+    """
+    from train.losses import pitch_loss
+
+    torch.manual_seed(seed)
+    train = [f for f in (frames(model, p, kbps, 10.0) for p in train_files) if f is not None]
+    dev = [f for f in (frames(model, p, kbps, 10.0) for p in dev_files) if f is not None]
+    if not train or not dev:
+        raise InputError("the pitch probe needs files of at least 0.1 s to train and to score on")
+    x, y = torch.cat([r for r, _ in train]), torch.cat([f for _, f in train])
+    x_dev, y_dev = torch.cat([r for r, _ in dev]), torch.cat([f for _, f in dev])
+    if not (y > 0).any() or not (y_dev > 0).any():
+        raise InputError("the pitch probe found no voiced frame in its training or scoring files")
+    mean, std = x.mean(0), x.std(0) + 1e-5
+    net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
+                        nn.Linear(256, PITCH_BINS + 1))
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(steps):
+        batch = torch.randint(0, x.shape[0], (256,))
+        loss = pitch_loss(net((x[batch] - mean) / std)[None], y[batch][None])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        out = net((x_dev - mean) / std)
+    f0 = f0_of_logits(out[:, :-1], out[:, -1])
+    both = (f0 > 0) & (y_dev > 0)
+    cents = (1200 * torch.log2(f0[both] / y_dev[both])).abs()
+    if not both.any():
+        cents = torch.tensor([float("inf")])
+    return PitchProbe(float(cents.median()), float((cents <= 50).float().mean()), float((cents <= 20).float().mean()),
+                      float(((f0 > 0) == (y_dev > 0)).float().mean()), x.shape[0], x_dev.shape[0])
+
+
+def compare(models: list[str], train: str, dev: str, kbps: list[float], train_files: int = 400,
+            steps: int = 1500, seed: int = 0) -> int:
+    """Prints one line per model and bitrate; returns the exit status, 0."""
+    train_list = sources.list_audio(train)
+    random.Random(seed).shuffle(train_list)
+    dev_list = sources.list_audio(dev)
+    print(f"pitch probe: {CONTEXT} causal latent frames -> MLP -> {PITCH_BINS} classes of 25 cents; "
+          f"{min(train_files, len(train_list))} training files, {len(dev_list)} held-out files")
+    for spec in models:
+        model = load_codec(spec).eval()
+        for rate in kbps:
+            score = probe(model, train_list[:train_files], dev_list, rate, steps, seed)
+            where = "latent" if rate == 0 else f"{rate:g} kbps"
+            print(f"{spec} @ {where}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                     for k, v in asdict(score).items()))
+    return 0
