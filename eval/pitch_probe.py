@@ -8,7 +8,9 @@ a bitrate; ``--kbps 0`` for the unquantized latent), learns Praat's pitch
 scored on held-out files: its median error in cents on frames both call
 voiced, and the shares within 50 and 20 cents. A latent with a precise pitch
 gives a small error; one whose encoder learnt to drop it (a decoder that
-could not use it) a large one.
+could not use it) a large one. For a decoder with harmonics
+(``decoder_harmonics``) it also scores the decoder's own fundamental the
+same way, and the share of the output spectra's energy its harmonics carry.
 
     codec pitch-probe --model speech-16khz --train ~/data/rvq/train.jsonl --dev ~/runs/dev13.jsonl
 """
@@ -100,9 +102,57 @@ def probe(model: Codec, train_files: list[Path], dev_files: list[Path], kbps: fl
                       float(((f0 > 0) == (y_dev > 0)).float().mean()), x.shape[0], x_dev.shape[0])
 
 
+@dataclass(frozen=True)
+class DecoderPitch:
+    """A harmonic decoder's own fundamental against Praat's (cents on frames both call voiced), and the share
+    of its output spectra's energy that the harmonic excitation carries."""
+
+    median_cents: float
+    within_50_cents: float
+    within_20_cents: float
+    voicing_agreement: float
+    excitation_share: float
+
+
+def decoder_pitch(model: Codec, files: list[Path], kbps: float) -> DecoderPitch:
+    """How well the fundamental of a decoder with ``decoder_harmonics`` follows Praat's on ``files``.
+
+    Raises:
+        InputError: The model's decoder has no harmonics.
+    """
+    decoder = model.decoder
+    if getattr(decoder, "excitation", None) is None:
+        raise InputError("the model's decoder predicts no fundamental (it has no decoder_harmonics)")
+    from train.pitch import frame_pitch
+
+    bins = model.config.n_fft // 2 + 1
+    cents, agree, frames, harmonic, total = [], 0, 0, 0.0, 0.0
+    for path in files:
+        wav = load(path, model.sample_rate, mono=True)[0][..., : 10 * model.sample_rate]
+        wav = wav[..., : wav.shape[-1] // model.hop_length * model.hop_length][None]  # [1, 1, F * hop]
+        with torch.inference_mode():
+            z = model.encoder(wav) if kbps == 0 else model.quantizer.decode(model.encode(wav, bandwidth_kbps=kbps).codes)
+            head = decoder.head_output(z)  # [1, F, 3K + P + 1]
+            f0 = decoder.f0(head)[0]
+            gain = head[..., 2 * bins : 3 * bins].clamp(max=0.0).exp()
+            excitation = decoder.excitation(f0[None]) * torch.cat([gain, gain], dim=-1)
+            spectrum = decoder.spectrum(z)  # the predicted part plus the excitation
+        harmonic, total = harmonic + float(excitation.pow(2).sum()), total + float(spectrum.pow(2).sum())
+        target = frame_pitch(wav, model.sample_rate, model.hop_length, model.config.n_fft)[0]
+        both = (f0 > 0) & (target > 0)
+        cents.append((1200 * torch.log2(f0[both] / target[both])).abs())
+        agree, frames = agree + int(((f0 > 0) == (target > 0)).sum()), frames + f0.shape[0]
+    error = torch.cat(cents) if cents else torch.tensor([])
+    if not error.numel():
+        error = torch.tensor([float("inf")])
+    return DecoderPitch(float(error.median()), float((error <= 50).float().mean()), float((error <= 20).float().mean()),
+                        agree / max(frames, 1), harmonic / max(total, 1e-12))
+
+
 def compare(models: list[str], train: str, dev: str, kbps: list[float], train_files: int = 400,
             steps: int = 1500, seed: int = 0) -> int:
-    """Prints one line per model and bitrate; returns the exit status, 0."""
+    """Prints one line per model and bitrate (and one for a harmonic decoder's own fundamental; with
+    ``train_files`` 0, only that one); returns the exit status, 0."""
     train_list = sources.list_audio(train)
     random.Random(seed).shuffle(train_list)
     dev_list = sources.list_audio(dev)
@@ -111,8 +161,15 @@ def compare(models: list[str], train: str, dev: str, kbps: list[float], train_fi
     for spec in models:
         model = load_codec(spec).eval()
         for rate in kbps:
-            score = probe(model, train_list[:train_files], dev_list, rate, steps, seed)
             where = "latent" if rate == 0 else f"{rate:g} kbps"
-            print(f"{spec} @ {where}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                                     for k, v in asdict(score).items()))
+            if train_files:
+                print(f"{spec} @ {where}: " + _line(asdict(probe(model, train_list[:train_files], dev_list, rate,
+                                                                   steps, seed))))
+            if getattr(model.decoder, "excitation", None) is not None:
+                print(f"{spec} @ {where}, the decoder's own fundamental: "
+                      + _line(asdict(decoder_pitch(model, dev_list, rate))))
     return 0
+
+
+def _line(scores: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())

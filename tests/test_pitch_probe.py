@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from conftest import fitted_model
+
+from codec.errors import InputError
 from codec.resolve import load_codec
-from eval.pitch_probe import probe
+from eval.pitch_probe import decoder_pitch, probe
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -18,3 +22,13 @@ def test_trained_codes_carry_pitch_that_untrained_ones_do_not() -> None:
     assert trained.train_frames == untrained.train_frames > 100 and trained.dev_frames > 50
     assert trained.within_50_cents > untrained.within_50_cents + 0.1, (trained, untrained)
     assert trained.median_cents < untrained.median_cents
+
+
+def test_a_harmonic_decoders_own_pitch_is_scored_and_other_decoders_are_refused(fitted_codec) -> None:
+    files = sorted(DATA.glob("*.wav"))[:2]
+    model = fitted_model("istft-harmonic")
+    score = decoder_pitch(model, files, kbps=model.bandwidths_kbps[-1])
+    assert 0 < score.excitation_share < 1 and 0 <= score.within_20_cents <= score.within_50_cents <= 1
+    assert score.median_cents > 0 and 0 < score.voicing_agreement <= 1
+    with pytest.raises(InputError, match="no decoder_harmonics"):
+        decoder_pitch(fitted_codec, files, kbps=fitted_codec.bandwidths_kbps[-1])

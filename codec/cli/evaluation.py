@@ -305,7 +305,8 @@ def _register_pitch_probe(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train", required=True, help="folder or JSONL manifest of speech to train the probe on")
     p.add_argument("--dev", required=True, help="folder or JSONL manifest of held-out speech to score it on")
     p.add_argument("--kbps", default="2", help="bitrates of the codes; 0 for the unquantized latent (default 2)")
-    p.add_argument("--train-files", type=int, default=400, help="training files, drawn at random (default 400)")
+    p.add_argument("--train-files", type=int, default=400,
+                   help="training files, drawn at random (default 400); 0 scores only a harmonic decoder's own pitch")
     p.add_argument("--steps", type=int, default=1500, help="probe training steps of 256 frames (default 1500)")
     p.set_defaults(func=_pitch_probe)
 
