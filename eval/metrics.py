@@ -42,7 +42,8 @@ import torch
 
 from codec.audio import resample
 from codec.errors import CodecError, InputError
-from codec.measures import pitch_track, si_sdr_db
+from codec.measures import si_sdr_db
+from codec.pitch import pitch_track
 from codec.spectrogram import fft_size, power_spectrogram
 
 #: ViSQOL speech mode's similarity-to-MOS mapping (the C++ default), named in every output.

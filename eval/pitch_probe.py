@@ -3,7 +3,7 @@
 A decoder can only render the pitch its latent carries. The probe, an MLP
 over four causal frames of the quantized latent (the RVQ's decoded codes at
 a bitrate; ``--kbps 0`` for the unquantized latent), learns Praat's pitch
-(:func:`codec.measures.pitch_track` at each decoder frame, as
+(:func:`codec.pitch.pitch_track` at each decoder frame, as
 ``loss.pitch`` does) as 192 classes of 25 cents on training files, and is
 scored on held-out files: its median error in cents on frames both call
 voiced, and the shares within 50 and 20 cents. A latent with a precise pitch
@@ -29,6 +29,7 @@ from codec.audio import load
 from codec.errors import InputError
 from codec.network.harmonic_source import PITCH_BINS, f0_of_logits
 from codec.network.model import Codec
+from codec.pitch import frame_pitch, pitch_loss
 from codec.resolve import load_codec
 
 #: Causal latent frames the probe sees (the frame and the three before it).
@@ -50,8 +51,6 @@ class PitchProbe:
 def frames(model: Codec, path: Path, kbps: float, max_seconds: float) -> tuple[Tensor, Tensor] | None:
     """Latent context rows ``[F, CONTEXT * D]`` and Praat's pitch ``[F]`` (Hz, 0 = unvoiced) of one file, or
     ``None`` for a file too short to track."""
-    from train.pitch import frame_pitch  # the training targets' reading of Praat's track
-
     wav = load(path, model.sample_rate, mono=True)[0][..., : int(max_seconds * model.sample_rate)]  # [1, T]
     wav = wav[..., : wav.shape[-1] // model.hop_length * model.hop_length][None]  # [1, 1, F * hop]
     if wav.shape[-1] < 0.1 * model.sample_rate:
@@ -70,8 +69,6 @@ def probe(model: Codec, train_files: list[Path], dev_files: list[Path], kbps: fl
     Raises:
         InputError: No voiced frame to train or score on.
     """
-    from train.losses import pitch_loss
-
     torch.manual_seed(seed)
     train = [f for f in (frames(model, p, kbps, 10.0) for p in train_files) if f is not None]
     dev = [f for f in (frames(model, p, kbps, 10.0) for p in dev_files) if f is not None]
@@ -123,8 +120,6 @@ def decoder_pitch(model: Codec, files: list[Path], kbps: float) -> DecoderPitch:
     decoder = model.decoder
     if getattr(decoder, "excitation", None) is None:
         raise InputError("the model's decoder predicts no fundamental (it has no decoder_harmonics)")
-    from train.pitch import frame_pitch
-
     bins = model.config.n_fft // 2 + 1
     cents, agree, frames, harmonic, total = [], 0, 0, 0.0, 0.0
     for path in files:

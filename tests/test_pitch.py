@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from codec.network.harmonic_source import PITCH_BINS
-from train.losses import pitch_loss
-from train.pitch import at_times, frame_pitch
+from codec.pitch import at_times, frame_pitch, pitch_loss
 
 RATE, HOP, N_FFT = 16000, 320, 640
 

@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from codec.errors import ConfigError
 from codec.network.config import load_yaml, parse_overrides
 from codec.network.model import Codec
+from codec.pitch import frame_pitch, pitch_loss
 from train.config import OptimConfig, TrainConfig
 from train.data import load_excerpt, probe
 from train.loop import TrainingError, lr_factor, train, validate
-from train.losses import FrameMagnitudeLoss, MelLoss, pitch_loss
-from train.pitch import frame_pitch
+from train.losses import FrameMagnitudeLoss, MelLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"

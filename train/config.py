@@ -107,10 +107,10 @@ class LossConfig:
             decoder with ``decoder_phase: recovered`` predicts and the input's
             frames (:class:`train.losses.FrameMagnitudeLoss`); 0 leaves it out.
         pitch: Weight of the pitch loss of a decoder with
-            ``decoder_harmonics`` (:func:`train.losses.pitch_loss`: voicing
+            ``decoder_harmonics`` (:func:`codec.pitch.pitch_loss`: voicing
             cross-entropy plus the cross-entropy of 25-cent pitch classes on
             voiced frames, against Praat's pitch track of each crop,
-            :mod:`train.pitch`); outside the balancer, like the commitment
+            :mod:`codec.pitch`); outside the balancer, like the commitment
             loss. Needed by such a decoder.
         pitch_forcing: Drive the harmonics with the tracked pitch while
             training (as neural source-filter vocoders train), rather than with

@@ -31,6 +31,7 @@ from codec.errors import CodecError, ConfigError
 from codec.measures import perplexity, si_sdr_db
 from codec.network.config import CodecConfig, to_dict
 from codec.network.model import Codec, CodecOutput
+from codec.pitch import frame_pitch, pitch_loss
 from codec.resolve import load_codec
 from train.balancer import Balancer
 from train.config import OptimConfig, TrainConfig
@@ -43,9 +44,7 @@ from train.losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
-    pitch_loss,
 )
-from train.pitch import frame_pitch
 from train.semantic import SemanticDistillation, build_semantic
 
 log = logging.getLogger(__name__)

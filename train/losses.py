@@ -10,7 +10,6 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from codec.errors import ConfigError
-from codec.network.harmonic_source import BIN_CENTS, F0_LOWEST_HZ, bin_cents
 from codec.network.istft_decoder import analysis_frames
 from codec.network.phase_recovery import LOG_FLOOR
 from train.discriminators import DiscOutput
@@ -183,26 +182,6 @@ class PhaseDerivativeLoss(torch.nn.Module):
                 d_ref = ref.narrow(dim, 1, n - 1) * ref.narrow(dim, 0, n - 1).conj()
                 total = total + (d_y - d_ref).abs().mean() / d_ref.abs().mean().clamp(min=1e-8)
         return total / len(self.windows)
-
-
-def pitch_loss(pitch: Tensor, f0: Tensor, spread_cents: float = BIN_CENTS) -> Tensor:
-    """Voicing cross-entropy plus, on voiced frames, the cross-entropy of the pitch bins against a Gaussian
-    around the target (standard deviation ``spread_cents``; CREPE's soft labels).
-
-    Args:
-        pitch: A decoder's pitch-bin logits and voicing logit ``[B, F, P + 1]``
-            (:meth:`codec.network.istft_decoder.ISTFTDecoder.pitch`).
-        f0: Target fundamentals ``[B, F]`` in Hz, 0 where unvoiced (:func:`train.pitch.frame_pitch`).
-        spread_cents: Width of the soft label.
-    """
-    pitch = pitch.float()
-    voiced = f0 > 0
-    loss = F.binary_cross_entropy_with_logits(pitch[..., -1], voiced.float())
-    if voiced.any():
-        cents = 1200 * torch.log2(f0[voiced] / F0_LOWEST_HZ)  # [V]
-        labels = torch.softmax(-0.5 * ((bin_cents().to(f0.device) - cents[:, None]) / spread_cents) ** 2, dim=-1)
-        loss = loss - (labels * torch.log_softmax(pitch[..., :-1][voiced], dim=-1)).sum(-1).mean()
-    return loss
 
 
 def build_mel_loss(
