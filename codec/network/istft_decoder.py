@@ -304,7 +304,8 @@ class ISTFTDecoder(nn.Module):
 
     def head_output(self, z: Tensor) -> Tensor:
         """The head's output for ``z`` [B, D, F], one row per predicted frame: [B, F * R, K or 2K]
-        (log-magnitudes, then phases or phase advances unless the phase is recovered)."""
+        (log-magnitudes, then phases or phase advances unless the phase is recovered; with harmonics,
+        then the harmonics' log-gains, pitch-bin logits and a voicing logit: 3K + PITCH_BINS + 1)."""
         if eager_inference(z, self):
             return self._frames(self.time_major_head(z.transpose(1, 2)))
         h = self.norm(self.blocks(self.input(z)).transpose(1, 2))  # [B, F, W]
