@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from codec.errors import CodecError
+from codec.errors import CodecError, InputError
 from codec.network.harmonic_source import BIN_CENTS, F0_LOWEST_HZ, bin_cents
 
 #: Praat's pitch search range, in Hz: the usual one for the speech of adults and children.
@@ -69,11 +69,11 @@ def frame_pitch(wav: Tensor, sample_rate: int, hop_length: int, n_fft: int) -> T
     """Target fundamentals ``[B, F]`` (Hz, 0 = unvoiced) of crops ``wav`` [B, 1, T], ``F = T // hop``.
 
     Raises:
-        ValueError: A crop shorter than Praat's analysis window (3 periods of the floor, 50 ms).
+        InputError: A crop shorter than Praat's analysis window (3 periods of the floor, 50 ms).
     """
     frames = wav.shape[-1] // hop_length
     if wav.shape[-1] < 3 * sample_rate / PITCH_FLOOR_HZ:
-        raise ValueError(f"crops of {wav.shape[-1]} samples are too short to track pitch: use at least "
+        raise InputError(f"crops of {wav.shape[-1]} samples are too short to track pitch: use at least "
                          f"{int(np.ceil(3 * sample_rate / PITCH_FLOOR_HZ))} samples (data.segment_s)")
     centres = (np.arange(frames) * hop_length + n_fft / 2) / sample_rate
     rows = [at_times(*pitch_track(item, sample_rate), centres) for item in wav[:, 0].detach().cpu().numpy()]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from codec.errors import InputError
 from codec.network.harmonic_source import PITCH_BINS
 from codec.pitch import at_times, frame_pitch, pitch_loss
 
@@ -47,7 +48,7 @@ def test_targets_interpolate_in_octaves_and_take_voicing_from_the_nearest_frame(
 
 
 def test_crops_too_short_for_the_tracker_are_refused() -> None:
-    with pytest.raises(ValueError, match="too short to track pitch"):
+    with pytest.raises(InputError, match="too short to track pitch"):
         frame_pitch(torch.zeros(1, 1, 640), RATE, HOP, N_FFT)
 
 
