@@ -372,8 +372,9 @@ class ISTFTDecoder(nn.Module):
         if self.excitation is None:
             return spectrum
         gain = head[..., 2 * bins : 3 * bins].clamp(max=0.0).exp()  # [B, S, K], at most 1 per unit harmonic
-        excitation = self.excitation(self.f0(head) if f0 is None else f0)  # [B, S, 2K]
-        return spectrum + excitation * torch.cat([gain, gain], dim=-1)
+        excitation = self.excitation(self.f0(head) if f0 is None else f0)  # [B, S, 2K]: real, then imaginary parts
+        scaled = excitation.unflatten(-1, (2, bins)) * gain.unsqueeze(-2)  # both parts by the same gain, no copy
+        return spectrum + scaled.flatten(-2)
 
 
 def _polar(log_magnitude: Tensor, phase: Tensor) -> Tensor:
