@@ -79,7 +79,7 @@ class ExportedDecoder(nn.Module):
 
 
 def prepare_for_export(model: Codec) -> Codec:
-    """A copy of ``model`` in eval mode with the weight-norm parametrizations folded into plain weights.
+    """A copy of ``model`` in eval mode with its weights folded for inference (:meth:`Codec.fold_for_inference`).
 
     The copy is rebuilt from the config and the state dict rather than with
     ``copy.deepcopy``: a deep copy shares the parametrized classes with the
@@ -87,7 +87,7 @@ def prepare_for_export(model: Codec) -> Codec:
     """
     copy = Codec(model.config)
     copy.load_state_dict(model.state_dict())
-    return copy.fold_weight_norm().eval()
+    return copy.fold_for_inference().eval()
 
 
 @dataclass(frozen=True)

@@ -68,10 +68,10 @@ def _resolve(model: LoadedModel | Codec | str | Path | None) -> LoadedModel:
 
 
 def load_for_coding(spec: str | Path | None) -> LoadedModel:
-    """:func:`~codec.resolve.load_model` for compressing and decompressing only: its weight norm folded, so
-    that streaming keeps one copy of each weight (:meth:`~codec.network.model.Codec.fold_weight_norm`)."""
+    """:func:`~codec.resolve.load_model` for compressing and decompressing only: its weights folded, so that
+    streaming keeps one copy of each weight (:meth:`~codec.network.model.Codec.fold_for_inference`)."""
     loaded = load_model(spec)
-    loaded.codec.fold_weight_norm()
+    loaded.codec.fold_for_inference()
     return loaded
 
 

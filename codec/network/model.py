@@ -306,19 +306,25 @@ class Codec(nn.Module):
             return CodecOutput(wav_hat=self.decoder.render(head, f0), quantizer=q, pitch=self.decoder.pitch(head))
         return CodecOutput(wav_hat=self.decoder(q.quantized), quantizer=q)
 
-    def fold_weight_norm(self) -> Codec:
-        """Replaces each weight-normed weight by the plain weight it stands for, in place; returns ``self``.
+    def fold_for_inference(self) -> Codec:
+        """Folds the weights for inference, in place; returns ``self``.
 
-        For inference only: the outputs stay the same, the weights are no longer
-        recomputed on each call (nor cached, a second copy, while streaming),
-        but the state dict's keys change: :meth:`save_pretrained` and
-        ``load_state_dict`` refuse the folded model, and its :attr:`model_id`
-        is no longer that of its files (take the id before folding, as
-        :class:`~codec.resolve.LoadedModel` does).
+        Each weight-normed weight becomes the plain weight it stands for, and
+        each ConvNeXt block of the iSTFT decoder folds its layer scale into its
+        MLP, stored in the layout its one-row products read
+        (:meth:`~codec.network.istft_decoder.ConvNeXtBlock.fold_for_inference`).
+        The outputs stay the same (to float rounding), the weights are no
+        longer recomputed on each call nor copied per stream, but the state
+        dict changes: :meth:`save_pretrained` and ``load_state_dict`` refuse the
+        folded model, and its :attr:`model_id` is no longer that of its files
+        (take the id before folding, as :class:`~codec.resolve.LoadedModel` does).
         """
         for module in [m for m in self.modules() if parametrize.is_parametrized(m)]:
             for name in list(module.parametrizations):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        for module in self.modules():
+            if hasattr(module, "fold_for_inference") and module is not self:
+                module.fold_for_inference()
         self._folded = True
         return self
 
@@ -334,7 +340,7 @@ class Codec(nn.Module):
                 recorded ``model_id`` is that of the model as it will load.
         """
         if getattr(self, "_folded", False):
-            raise CodecError("cannot save a model whose weight norm was folded for inference (fold_weight_norm): "
+            raise CodecError("cannot save a model whose weights were folded for inference (fold_for_inference): "
                              "save the model as loaded")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
