@@ -9,8 +9,12 @@ import torch
 
 from codec import Codec, audio, pretrained_names
 from codec.fileformat.compress import compress, decompress, load_model, read_info
+from codec.network.config import load_yaml
+from train.config import TrainConfig
+from train.loop import initialize_from
 
-DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
 CLIP = DATA / "asterisk_it_carlo_all-circuits-busy-now.wav"
 
 
@@ -41,3 +45,13 @@ def test_entropy_tables_are_fitted_to_speech_codes() -> None:
     probs = counts / counts.sum(dim=1, keepdim=True)
     bits = -torch.log2(probs.gather(1, codes)).mean()
     assert float(bits) < 9.9  # uniform tables would need exactly 10 bits per code
+
+
+def test_the_finetune_config_starts_from_the_bundled_model_whole() -> None:
+    config = load_yaml(TrainConfig, ROOT / "configs" / "speech16k_finetune.yaml")
+    assert config.init == "speech-16khz" and config.disc.kinds
+    model = Codec(config.model)
+    initialize_from(model, config.init)
+    bundled = Codec.from_pretrained("speech-16khz").state_dict()
+    assert model.state_dict().keys() == bundled.keys()
+    assert all(torch.equal(tensor, bundled[key]) for key, tensor in model.state_dict().items())
