@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -284,6 +285,10 @@ def test_init_from_a_snapshot_continues_the_runs_cpu_clock_and_step(tmp_path: Pa
     records = _snapshots(branch)
     assert records and records[0]["cpu_s"] > origin["cpu_s"] and records[0]["step"] > origin["step"]
     assert records[-1]["cpu_s"] <= config.cpu_budget_s
+    spent = dataclasses.replace(config, cpu_budget_s=origin["cpu_s_at_save"] / 2)  # a budget meant as the branch's own
+    with pytest.raises(TrainingError, match=r"cpu_budget_s=\S+ is already spent.*cpu_budget_s=\d+ for one more"):
+        train(spent, tmp_path / "spent", quiet=True)
+    assert not (tmp_path / "spent" / "model").exists()
 
 
 def test_the_speech_recipe_is_the_winner_of_the_recipe_comparison() -> None:

@@ -398,6 +398,11 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
     progress = Progress()
     if config.init and not resume:
         progress.cpu_s, progress.step = snapshot_origin(config.init)
+        if config.cpu_budget_s and progress.cpu_s >= config.cpu_budget_s:
+            raise TrainingError(
+                f"cpu_budget_s={config.cpu_budget_s:g} is already spent: init={config.init!r} is a snapshot taken at "
+                f"{progress.cpu_s:.0f} CPU s, and a branch continues its run's CPU clock; give the budget as that "
+                f"clock's end, e.g. cpu_budget_s={progress.cpu_s + 3600:.0f} for one more CPU hour")
     accelerator.register_for_checkpointing(balancer, progress, *([semantic] if semantic else []))
     checkpoints = Checkpoints(run_dir / "checkpoints", config.keep_checkpoints)
     if resume:
