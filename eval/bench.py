@@ -90,7 +90,7 @@ REFERENCE_SPEC = "preset:24khz"  # EnCodec-24k-sized architecture (codec.network
 #: The speech recipe whose inverse-STFT decoder :func:`with_istft_decoder` builds.
 SPEECH_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "speech16k.yaml"
 #: The model settings that shape that decoder.
-ISTFT_KEYS = ("decoder", "decoder_dim", "decoder_layers", "n_fft")
+ISTFT_KEYS = ("decoder", "decoder_dim", "decoder_layers", "n_fft", "decoder_harmonics")
 ISTFT_SUFFIX = " + istft decoder"
 STEP_SUFFIX = ", exported step (onnxruntime)"
 ISTFT_SEED = 0
