@@ -86,7 +86,12 @@ def _hop320_model() -> Codec:
 
 
 @pytest.mark.parametrize("which", ["fitted-hop8", "hop320"])
-def test_chunked_decode_equals_offline_decode(which: str, fitted_codec: Codec, tmp_path: Path) -> None:
+@pytest.mark.parametrize("decode_seconds", [0.5, 2.0, 10.0])
+def test_chunked_decode_equals_offline_decode(
+    which: str, decode_seconds: float, fitted_codec: Codec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding one chunk, two chunks or the whole file per call gives the offline audio."""
+    monkeypatch.setattr(compress, "DECODE_SECONDS", decode_seconds)
     model = fitted_codec if which == "fitted-hop8" else _hop320_model()
     loaded = LoadedModel.from_codec(model)
     source = long_speech(tmp_path, 3.7)  # 4 chunks of one second, the last partial
