@@ -360,3 +360,22 @@ def test_command_exit_status_and_message_without_traceback(clip: Path, model_dir
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("codec decompress: error: chunk ")
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_threads_flag(clip: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--threads`` sets torch's threads for the command (1 by default); anything below 1 is refused by name."""
+    before = torch.get_num_threads()
+    packed = tmp_path / "x.rvq"
+    try:
+        assert _run("compress", clip, packed, "--model", model_dir, "--quiet") == 0
+        assert torch.get_num_threads() == 1
+        assert _run("decompress", packed, tmp_path / "x.wav", "--model", model_dir, "--threads", 2, "--quiet") == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as exited:
+            _run("compress", clip, tmp_path / "y.rvq", "--model", model_dir, "--threads", bad)
+        assert exited.value.code == 2
+        assert f"expected a whole number of threads of at least 1, got '{bad}'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "x.rvq", "x.wav"]

@@ -13,7 +13,8 @@ input is read in one-second blocks and resampled block by block
 (:class:`~codec.fileformat.chunked_resample.ChunkedResampler`, same output
 as resampling whole), the codes of each chunk go to a temporary file and the header,
 which records the exact sample count read, is written before them at the
-end. Standard input is first spooled to a temporary file on disk (audio
+end. Decompression decodes a few chunks per call (:data:`DECODE_SECONDS`).
+Standard input is first spooled to a temporary file on disk (audio
 readers need to seek). Every output goes to a temporary file that replaces
 the destination only on success; on any failure, Ctrl-C included, nothing
 is left behind.
