@@ -10,7 +10,7 @@ Flags:
                 and so is the same model with the iSTFT decoder (``--istft``).
     --istft     also measure ``--model`` with its decoder replaced by the iSTFT
                 decoder of the speech recipe (``configs/speech16k.yaml``:
-                width 384, 8 ConvNeXt blocks, n_fft 640), its encoder and codebooks
+                width 256, 6 ConvNeXt blocks, n_fft 640), its encoder and codebooks
                 kept and the decoder untrained (default on; ``--no-istft`` to skip;
                 skipped when ``--model`` already has that decoder).
     --seconds   seconds of real speech to time (default 60): the clips of

@@ -292,9 +292,9 @@ def test_init_from_a_snapshot_continues_the_runs_cpu_clock_and_step(tmp_path: Pa
 
 
 def test_the_speech_recipe_is_the_winner_of_the_recipe_comparison() -> None:
-    """configs/speech16k.yaml trains what won docs/recipes.md: candidate (h)'s model, losses, critics and optimizer."""
+    """configs/speech16k.yaml trains what won docs/recipes.md: candidate (i)'s model, losses, critics and optimizer."""
     shipped = load_yaml(TrainConfig, ROOT / "configs" / "speech16k.yaml")
-    winner = load_yaml(TrainConfig, ROOT / "configs" / "recipes" / "h_istft_harmonic_energy.yaml")
+    winner = load_yaml(TrainConfig, ROOT / "configs" / "recipes" / "i_istft_narrow.yaml")
     assert (shipped.model, shipped.loss, shipped.disc, shipped.optim) == (winner.model, winner.loss, winner.disc,
                                                                           winner.optim)
 
