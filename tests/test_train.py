@@ -62,16 +62,22 @@ def test_resume_gives_identical_weights(tmp_path: Path, semantic: bool) -> None:
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
 
 
-def test_init_starts_from_a_saved_model(tmp_path: Path) -> None:
+def saved_source(path: Path) -> Codec:
+    """A tiny model with weights no seed of a run would draw and trained-looking codebooks, saved at ``path``."""
     source = Codec(tiny().model)
     torch.manual_seed(1)
     for p in source.parameters():
-        p.data.normal_()  # weights no seed of the run would draw
+        p.data.normal_()
     for codebook in source.quantizer.levels:  # trained codebooks: k-means must not run again
         codebook.embed.normal_()
         codebook.embed_avg.copy_(codebook.embed * codebook.cluster_size[:, None])
         codebook.initialized.fill_(True)
-    source.save_pretrained(tmp_path / "source")
+    source.save_pretrained(path)
+    return source
+
+
+def test_init_starts_from_a_saved_model(tmp_path: Path) -> None:
+    source = saved_source(tmp_path / "source")
     config = tiny(steps=1, checkpoint_every=1, **{"optim.lr": 1e-12, "init": str(tmp_path / "source")})
     tuned = Codec.from_pretrained(train(config, tmp_path / "run", quiet=True))
     for (name, a), b in zip(source.named_parameters(), tuned.parameters(), strict=True):
@@ -85,6 +91,21 @@ def test_init_with_another_architecture_is_an_error(tmp_path: Path) -> None:
     Codec(tiny(**{"model.dimension": 16}).model).save_pretrained(tmp_path / "source")
     with pytest.raises(TrainingError, match=r"another architecture.*dimension: 16"):
         train(tiny(steps=1, init=str(tmp_path / "source")), tmp_path / "run", quiet=True)
+
+
+def test_init_without_the_decoder_takes_encoder_and_quantizer_only(tmp_path: Path) -> None:
+    source = saved_source(tmp_path / "source")
+    narrower = {"model.decoder": "istft", "model.decoder_dim": 16, "model.decoder_layers": 1, "model.n_fft": 64}
+    with pytest.raises(TrainingError, match=r"another architecture.*decoder: 'seanet' != 'istft'"):
+        train(tiny(steps=1, init=str(tmp_path / "source"), **narrower), tmp_path / "refused", quiet=True)
+    config = tiny(steps=1, checkpoint_every=1, init=str(tmp_path / "source"), init_decoder=False,
+                  **narrower, **{"optim.lr": 1e-12})
+    tuned = Codec.from_pretrained(train(config, tmp_path / "run", quiet=True))
+    for (name, a), b in zip(source.encoder.named_parameters(), tuned.encoder.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=name)
+    for a, b in zip(source.quantizer.levels, tuned.quantizer.levels, strict=True):
+        assert ((a.embed - b.embed).abs().amax(-1) < 0.1).float().mean() > 0.9
+    assert tuned.config.decoder_dim == 16
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path: Path) -> None:

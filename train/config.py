@@ -294,6 +294,9 @@ class TrainConfig:
             start at 0, or, for a run's snapshot (``RUN/snapshots/cpu-<s>s``), at
             the snapshot's: the fine-tune is a branch of that run
             (``train.loop.snapshot_origin``).
+        init_decoder: Whether ``init`` gives the decoder too. ``False`` takes only
+            the encoder and quantizer (their settings must match) and trains a
+            decoder of this config's settings from scratch on the saved codes.
     """
 
     model: CodecConfig = field(default_factory=CodecConfig)
@@ -315,6 +318,7 @@ class TrainConfig:
     snapshot_every_cpu_s: float = 0.0
     threads: int = 0
     init: str = ""
+    init_decoder: bool = True
 
     def __post_init__(self) -> None:
         """Checks settings that span sections.

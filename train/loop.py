@@ -186,27 +186,48 @@ HEAD_LAYOUT_KEYS = frozenset({"decoder_phase", "decoder_subframes", "n_fft"})
 #: Added by ``decoder_harmonics``: a fine-tune from a decoder without them starts them afresh.
 ADDED_KEYS = frozenset({"decoder_harmonics"})
 SOURCE_PREFIX = "decoder.source_head."
+#: The decoder's settings: with ``init_decoder: false`` they may differ from the saved model's.
+DECODER_KEYS = frozenset({"decoder", "decoder_dim", "decoder_layers", "n_fft", "decoder_phase", "decoder_subframes",
+                          "decoder_harmonics"})
+DECODER_PREFIX = "decoder."
 #: The iSTFT decoder's output layer.
 HEAD_PREFIX = "decoder.head."
 
 
-def initialize_from(model: Codec, name_or_path: str) -> None:
+def initialize_from(model: Codec, name_or_path: str, decoder: bool = True) -> None:
     """Copies the weights and codebooks of a saved model into ``model`` (a fine-tune's start).
+
+    Args:
+        model: The model to train.
+        name_or_path: A saved model's directory or a bundled name.
+        decoder: Whether to copy the decoder too; ``False`` copies the encoder and
+            quantizer only, and the decoder (whose settings may then differ) keeps
+            ``model``'s fresh initialisation.
 
     Raises:
         TrainingError: If the saved model's architecture differs from ``model``'s
             (any model setting outside :data:`TRAINING_ONLY_KEYS`, and outside
-            :data:`HEAD_LAYOUT_KEYS` and :data:`ADDED_KEYS` for two iSTFT decoders).
+            :data:`HEAD_LAYOUT_KEYS` and :data:`ADDED_KEYS` for two iSTFT decoders,
+            or :data:`DECODER_KEYS` without ``decoder``).
     """
     source = load_codec(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
     istft = mine["decoder"] == theirs["decoder"] == "istft"
     free = TRAINING_ONLY_KEYS | HEAD_LAYOUT_KEYS | ADDED_KEYS if istft else TRAINING_ONLY_KEYS
+    if not decoder:
+        free |= DECODER_KEYS
     differ = ", ".join(f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in free and mine[k] != theirs[k])
     if differ:
         raise TrainingError(f"init={name_or_path!r} has another architecture than model ({differ}); "
                             "set the model section to the saved model's config")
     state = source.state_dict()
+    if not decoder:
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith(DECODER_PREFIX)}
+                              | {k: v for k, v in own.items() if k.startswith(DECODER_PREFIX)})
+        log.info("encoder and quantizer initialised from %s (model id %s); the decoder starts afresh",
+                 name_or_path, source.model_id)
+        return
     relaid = istft and any(theirs[k] != mine[k] for k in HEAD_LAYOUT_KEYS)
     if relaid:
         state.update(_relaid_head(state, source.config, model))
@@ -376,7 +397,7 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool) -> Parts:
     train_entries, valid_entries = split_entries(config.data)
     model, disc = Codec(config.model), Discriminators(config.disc)
     if config.init and not resume:
-        initialize_from(model, config.init)
+        initialize_from(model, config.init, decoder=config.init_decoder)
     semantic = None
     if config.semantic.teacher:
         with accelerator.main_process_first():
