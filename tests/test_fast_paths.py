@@ -26,14 +26,17 @@ def bundled() -> Codec:
 
 
 def test_compressed_codes_do_not_depend_on_the_chunk_size(bundled: Codec) -> None:
-    """The chunk loop of ``codec compress`` gives the offline codes whatever the chunk size (1 frame to 1 s)."""
+    """The chunk loop of ``codec compress`` gives the offline codes whatever the chunk size (1 frame to 1 s) and
+    however many chunks each call encodes."""
     wav, _ = audio.load(data_wavs(channels=1)[2], target_rate=16000, mono=True)  # [1, T]
     wav = wav[:, : int(2.3 * 16000) + 77]  # a ragged end
     offline = bundled.encode(wav[None]).codes[0]  # [n_q, F]
     blocks = [wav[:, i : i + 4000] for i in range(0, wav.shape[-1], 4000)]  # [1, n] each
-    for chunk_frames in (1, 7, 50):
-        codes = torch.cat([torch.from_numpy(c[0]) for c in encode_chunks(bundled, iter(blocks), 1, 8, chunk_frames)], -1)
-        assert torch.equal(codes, offline), f"chunks of {chunk_frames} frames"
+    for chunk_frames, group in ((1, 1), (7, 1), (50, 1), (7, 3), (50, 2)):
+        chunks = list(encode_chunks(bundled, iter(blocks), 1, 8, chunk_frames, group))
+        assert [c.shape[-1] for c in chunks[:-1]] == [chunk_frames] * (len(chunks) - 1)
+        codes = torch.cat([torch.from_numpy(c[0]) for c in chunks], -1)
+        assert torch.equal(codes, offline), f"chunks of {chunk_frames} frames, {group} per call"
 
 
 def test_one_frame_streaming_equals_offline_with_the_bundled_model(bundled: Codec) -> None:
