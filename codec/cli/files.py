@@ -27,7 +27,6 @@ import argparse
 from codec.fileformat.compress import compress, decompress, format_info, load_for_coding, read_info, truncate
 from codec.resolve import DEFAULT_MODEL
 
-
 #: Torch threads of ``compress`` and ``decompress`` unless ``--threads`` says otherwise.
 DEFAULT_THREADS = 1
 
