@@ -186,12 +186,12 @@ HEAD_LAYOUT_KEYS = frozenset({"decoder_phase", "decoder_subframes", "n_fft"})
 #: Added by ``decoder_harmonics``: a fine-tune from a decoder without them starts them afresh.
 ADDED_KEYS = frozenset({"decoder_harmonics"})
 SOURCE_PREFIX = "decoder.source_head."
-#: The decoder's settings: with ``init_decoder: false`` they may differ from the saved model's.
-DECODER_KEYS = frozenset({"decoder", "decoder_dim", "decoder_layers", "n_fft", "decoder_phase", "decoder_subframes",
-                          "decoder_harmonics"})
-DECODER_PREFIX = "decoder."
+
 #: The iSTFT decoder's output layer.
 HEAD_PREFIX = "decoder.head."
+#: The decoder's settings: with ``init_decoder: false`` they may differ from the saved model's.
+DECODER_KEYS = frozenset({"decoder", "decoder_dim", "decoder_layers"}) | HEAD_LAYOUT_KEYS | ADDED_KEYS
+DECODER_PREFIX = "decoder."
 
 
 def initialize_from(model: Codec, name_or_path: str, decoder: bool = True) -> None:
