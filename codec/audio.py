@@ -10,13 +10,15 @@ Resampling uses torchaudio's windowed-sinc resampler.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import soundfile as sf
-import torch
-from torch import Tensor
 
 from codec.atomic import atomic_path
 from codec.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where it is used: decompression on onnxruntime needs none
+    from torch import Tensor
 
 #: Output formats chosen from the file extension, with their default subtype.
 WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
@@ -31,6 +33,8 @@ def fit_length(wav: Tensor, length: int) -> Tensor:
     """``wav`` [..., T] cropped or zero-padded on the right to ``length`` samples: [..., length]."""
     if wav.shape[-1] >= length:
         return wav[..., :length]
+    import torch
+
     return torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
 
 
@@ -89,6 +93,8 @@ def load(path: str | Path, target_rate: int | None = None, mono: bool = False) -
         raise InputError(f"cannot read audio file {path}: {e}") from None
     if data.shape[0] == 0:
         raise InputError(f"audio file {path} holds no samples")
+    import torch
+
     wav = torch.from_numpy(data.T.copy())  # [C, T]
     if mono:
         wav = wav.mean(dim=0, keepdim=True)

@@ -84,8 +84,12 @@ def prepare_for_export(model: Codec) -> Codec:
     The copy is rebuilt from the config and the state dict rather than with
     ``copy.deepcopy``: a deep copy shares the parametrized classes with the
     original, and removing the parametrizations from it breaks the original.
+    A model that is folded already gives a folded copy of itself.
     """
     copy = Codec(model.config)
+    if model.is_folded:  # folded already (a model loaded for coding): fold the copy first, then take its weights
+        copy.fold_for_inference().load_state_dict(model.state_dict())
+        return copy.eval()
     copy.load_state_dict(model.state_dict())
     return copy.fold_for_inference().eval()
 

@@ -1,4 +1,4 @@
-"""One streamed frame, encode + decode, as an exported function of explicit state.
+"""One streamed frame, encode + decode, as an exported function of explicit state; and a decoding chunk.
 
 Streaming in PyTorch (:meth:`Codec.streaming`) keeps each layer's past inside
 the layer and runs a few hundred small operations per 20 ms frame, each with
@@ -15,6 +15,9 @@ TorchScript, with the weight norm folded, and :class:`StepRunner` runs it
 frame by frame, holding the past between calls. Fed frame by frame, it gives
 the codes and audio of offline :meth:`Codec.encode` and :meth:`Codec.decode`
 up to float rounding (:func:`check_step_parity` counts the differences).
+The same machinery (:class:`ExplicitPast`) exports :class:`DecoderChunk`,
+the decoder alone on a fixed number of frames, which decompression runs on
+onnxruntime (:mod:`codec.fileformat.onnx_decode`).
 
 onnxruntime runs with subnormal floats flushed to zero
 (``session.set_denormal_as_zero``): the decaying tails of the LSTM and of the
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,18 +51,16 @@ SHAPES_FILE = "step_inputs.json"  # input shapes and types, stored beside a Torc
 _SUBNORMAL = np.float32(1e-39)  # below float32's smallest normal number, 1.2e-38
 
 
-class FrameStep(nn.Module):
-    """Encode + decode of one frame with every causal layer's past as explicit tensors; made to be traced.
+class ExplicitPast(nn.Module):
+    """Runs streaming layers with their past passed in and handed back as plain tensors; made to be traced.
 
     Args:
-        model: The codec, prepared by :func:`~codec.export.prepare_for_export`.
-        n_q: Codebooks per frame.
+        layers: The streaming layers whose past the traced function takes and returns.
     """
 
-    def __init__(self, model: Codec, n_q: int) -> None:
+    def __init__(self, layers: list[StreamingModule]) -> None:
         super().__init__()
-        self.model, self.n_q = model, n_q
-        self.layers: list[StreamingModule] = list(streaming_modules(model))
+        self.layers = layers
         probe = torch.zeros(1, 1, 1)
         #: (layer index, field, zeros) of each past tensor; empty ones (a pointwise layer's) are left out.
         self.slots: list[tuple[int, str, Tensor]] = []
@@ -73,28 +74,102 @@ class FrameStep(nn.Module):
         """The past before the first frame: zeros, one tensor per slot."""
         return [zeros.clone() for _, _, zeros in self.slots]
 
-    def forward(self, frame: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
-        """``frame`` [1, C, hop] and the past -> codes [1, n_q, 1], audio [1, C, hop] and the new past."""
+    def with_past(self, x: Tensor, past: tuple[Tensor, ...], run: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+        """``run()``'s outputs followed by the new past, with every layer streaming from ``past`` (batch of ``x``)."""
         if not torch.jit.is_tracing():
-            raise CodecError("FrameStep only runs while traced (export_step); in PyTorch, stream with Codec.streaming()")
+            raise CodecError(f"{type(self).__name__} only runs while traced; in PyTorch, use Codec.streaming()")
         by_layer: dict[int, list[tuple[str, Tensor]]] = {}
         for (index, field, _), tensor in zip(self.slots, past, strict=True):
             by_layer.setdefault(index, []).append((field, tensor))
         for index, layer in enumerate(self.layers):
             layer._streaming, layer._batch_size, layer._state = True, 1, None
             if index in by_layer:
-                state = layer.init_state(frame)
+                state = layer.init_state(x)
                 for field, tensor in by_layer[index]:
                     setattr(state, field, tensor)
                 layer._state = state
         try:
-            codes, latent = self.model.quantizer.encode_decode(self.model.encoder(frame), self.n_q)  # [1, n_q, 1]
-            audio = self.model.decoder(latent)  # [1, C, hop]
+            outputs = run()
             new_past = [getattr(self.layers[index]._state, field) for index, field, _ in self.slots]
         finally:
             for layer in self.layers:
                 layer._streaming, layer._batch_size, layer._state = False, 0, None
-        return (codes, audio, *new_past)
+        return (*outputs, *new_past)
+
+    def export_onnx(self, x: Tensor, path: Path, names: tuple[str, ...]) -> None:
+        """Traces the module on ``x`` and the initial past and writes it to ``path`` as ONNX (atomically).
+
+        ``names`` are the first input's and then the outputs before the past;
+        the past goes in as ``past_i`` and comes out as ``next_past_i``.
+        """
+        past = self.initial_state()
+        past_names = [f"past_{i}" for i in range(len(past))]
+        outputs = [*names[1:], *(f"next_{n}" for n in past_names)]
+        with torch.no_grad(), quiet_tracer():
+            atomic_write(path, lambda p: torch.onnx.export(
+                self, (x, *past), p, input_names=[names[0], *past_names], output_names=outputs,
+                opset_version=OPSET, dynamo=False,
+            ))
+
+
+class FrameStep(ExplicitPast):
+    """Encode + decode of one frame with every causal layer's past as explicit tensors; made to be traced.
+
+    Args:
+        model: The codec, prepared by :func:`~codec.export.prepare_for_export`.
+        n_q: Codebooks per frame.
+    """
+
+    def __init__(self, model: Codec, n_q: int) -> None:
+        super().__init__(list(streaming_modules(model)))
+        self.model, self.n_q = model, n_q
+
+    def forward(self, frame: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
+        """``frame`` [1, C, hop] and the past -> codes [1, n_q, 1], audio [1, C, hop] and the new past."""
+
+        def run() -> tuple[Tensor, Tensor]:
+            codes, latent = self.model.quantizer.encode_decode(self.model.encoder(frame), self.n_q)  # [1, n_q, 1]
+            return codes, self.model.decoder(latent)  # audio [1, C, hop]
+
+        return self.with_past(frame, past, run)
+
+
+class DecoderChunk(ExplicitPast):
+    """Decoding of a fixed number of frames of one channel, with the decoder's past as explicit tensors.
+
+        (codes [1, n_q, frames] int64, past...) -> (audio [1, C, frames * hop], past...)
+
+    The graph :mod:`codec.fileformat.onnx_decode` runs to decompress files
+    without PyTorch; the quantizer's decoding is a lookup with no past.
+
+    Args:
+        model: The codec, prepared by :func:`~codec.export.prepare_for_export`.
+    """
+
+    def __init__(self, model: Codec) -> None:
+        super().__init__(list(streaming_modules(model.decoder)))
+        self.model = model
+
+    def forward(self, codes: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
+        """``codes`` [1, n_q, frames] and the past -> audio [1, C, frames * hop] and the new past."""
+        return self.with_past(codes.float(), past, lambda: (self.model.decoder(self.model.quantizer.decode(codes)),))
+
+
+def export_decoder_chunk(model: Codec, path: str | Path, n_q: int, frames: int) -> Path:
+    """Writes the :class:`DecoderChunk` of ``model`` for ``n_q`` codebooks and ``frames`` frames to ``path`` (ONNX).
+
+    Args:
+        model: The codec (left untouched: a copy is prepared).
+        path: Output ``.onnx`` file, written atomically.
+        n_q: Codebooks of the codes it takes.
+        frames: Frames per call.
+
+    Returns:
+        ``path``.
+    """
+    chunk = DecoderChunk(prepare_for_export(model)).eval()
+    chunk.export_onnx(torch.zeros(1, n_q, frames, dtype=torch.long), Path(path), ("codes", "audio"))
+    return Path(path)
 
 
 def export_step(model: Codec, path: str | Path, bandwidth_kbps: float | None = None) -> Path:
@@ -116,21 +191,17 @@ def export_step(model: Codec, path: str | Path, bandwidth_kbps: float | None = N
     if path.suffix not in STEP_FORMATS:
         raise InputError(f"cannot export a step to {path.name}: name it .onnx (onnxruntime) or .pt (TorchScript)")
     step = FrameStep(prepare_for_export(model), model.n_q_for_bandwidth(bandwidth_kbps)).eval()
-    past = step.initial_state()
     frame = torch.zeros(1, model.config.channels, model.hop_length)
-    names = [f"past_{i}" for i in range(len(past))]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), quiet_tracer():
-        if path.suffix == ".onnx":
-            atomic_write(path, lambda p: torch.onnx.export(
-                step, (frame, *past), p, input_names=["frame", *names],
-                output_names=["codes", "audio", *(f"next_{n}" for n in names)], opset_version=OPSET, dynamo=False,
-            ))
-        else:
+    if path.suffix == ".onnx":
+        step.export_onnx(frame, path, ("frame", "codes", "audio"))
+    else:
+        past = step.initial_state()
+        with torch.no_grad(), quiet_tracer():
             traced = torch.jit.trace(step, (frame, *past), check_trace=False)
-            # A loaded trace keeps no input shapes or types: they go beside it.
-            shapes = json.dumps([[list(t.shape), str(t.dtype).removeprefix("torch.")] for t in (frame, *past)])
-            atomic_write(path, lambda p: torch.jit.save(traced, p, _extra_files={SHAPES_FILE: shapes}))
+        # A loaded trace keeps no input shapes or types: they go beside it.
+        shapes = json.dumps([[list(t.shape), str(t.dtype).removeprefix("torch.")] for t in (frame, *past)])
+        atomic_write(path, lambda p: torch.jit.save(traced, p, _extra_files={SHAPES_FILE: shapes}))
     return path
 
 

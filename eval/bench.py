@@ -43,9 +43,14 @@ What is printed (every model in every section but memory):
    speech in 10 s pieces timed just before (``CLI_ROUNDS`` alternating rounds,
    the median reported with every round's ratio), against ffmpeg's libopus
    round trip of the same file (start-up included) and against the 24 kHz preset.
+   A bundled model's file is decompressed as a user does, by the model it
+   names: on its cached onnxruntime decoder (:mod:`codec.fileformat.onnx_decode`),
+   written by an untimed round trip of 3 s before (the commands' cache is a
+   fresh folder); PyTorch's decompress of the same file is printed below the table.
 4. **Start-up**: wall time and peak RSS of a bare interpreter, ``import
    torch``, ``codec --help``, ``codec info`` and ``codec truncate`` on a
-   compressed file, and of ``ffmpeg -version``.
+   compressed file, ``codec decompress`` of it on the cached decoder, and of
+   ``ffmpeg -version``.
 5. **Memory**: a fresh process imports torch, loads the model, compresses a
    speech WAV of each duration with ``codec.fileformat.compress.compress`` (the code
    of ``codec compress``) and decompresses it, on one thread; its RSS after
@@ -80,8 +85,9 @@ import yaml
 
 from codec import audio
 from codec.errors import CodecError, InputError
+from codec.fileformat.onnx_decode import CACHE_ENV
 from codec.frame_step import StepRunner, export_step
-from codec.network.model import Codec
+from codec.network.model import Codec, pretrained_names
 from codec.resolve import load_codec as load_model
 from codec.sources import list_audio
 from eval.baselines import BaselineSetting, check_available, parse_baselines
@@ -353,10 +359,13 @@ def cli_model_arg(spec: str, model: Codec, directory: Path) -> str:
 
 
 def time_cli(model_arg: str, wav_path: Path, work: Path) -> tuple[Run, Run]:
-    """``codec compress`` then ``codec decompress`` of ``wav_path``, each a fresh process."""
+    """``codec compress`` then ``codec decompress`` of ``wav_path``, each a fresh process, as a user types them:
+    a bundled model's file is decompressed by the model it names (on the cached decoder, once cached), any other
+    with ``--model``."""
     packed, restored = work / "cli.rvq", work / "cli.wav"
+    named = () if model_arg in pretrained_names() else ("--model", model_arg)
     return (run_codec("compress", wav_path, packed, "--model", model_arg, "--quiet"),
-            run_codec("decompress", packed, restored, "--model", model_arg, "--quiet"))
+            run_codec("decompress", packed, restored, *named, "--quiet"))
 
 
 def time_opus_cli(wav_path: Path, setting: BaselineSetting, work: Path) -> tuple[Run, Run]:
@@ -433,14 +442,22 @@ def run_all(
     print(speed_table(speeds, REFERENCE_SPEC))
     streams = _streaming_section(models, data, speeds.get(("libopus", 1)))
     clips16 = speech_clips(data, 16000)
+    user_cache = os.environ.get(CACHE_ENV)
     with tempfile.TemporaryDirectory(prefix="codec-bench-") as tmp:
         work = Path(tmp)
-        model_args = {name: cli_model_arg(name, model, work) for name, model in models.items()}
-        if cli_seconds > 0:
-            _cli_section(models, model_args, clips16, cli_seconds, work)
-        _startup_section(model_args[model_spec], clips16, work)
-        if memory_seconds:
-            _memory_section(model_spec, model_args, clips16, memory_seconds, work)
+        os.environ[CACHE_ENV] = str(work / "decoder-cache")  # the commands' decoder cache starts empty
+        try:
+            model_args = {name: cli_model_arg(name, model, work) for name, model in models.items()}
+            if cli_seconds > 0:
+                _cli_section(models, model_args, clips16, cli_seconds, work)
+            _startup_section(model_args[model_spec], clips16, work)
+            if memory_seconds:
+                _memory_section(model_spec, model_args, clips16, memory_seconds, work)
+        finally:
+            if user_cache is None:
+                os.environ.pop(CACHE_ENV, None)
+            else:
+                os.environ[CACHE_ENV] = user_cache
     for name in models:
         if name != REFERENCE_SPEC:
             eager, step = streams[name], streams[name + STEP_SUFFIX]
@@ -482,9 +499,11 @@ def _cli_section(models: dict[str, Codec], model_args: dict[str, str], clips16: 
     wav_path = write_speech(work / "cli_input.wav", clips16, seconds, 16000)
     wav16 = audio.load(wav_path, 16000, mono=True)[0][0]  # [T]
     opus = time_opus_cli(wav_path, parse_baselines(OPUS)[0], work)
+    warm_up = write_speech(work / "cli_warm_up.wav", clips16, 3.0, 16000)
     rows: dict[str, tuple[tuple[Run, Run], list[float]]] = {}
     for name, model in models.items():
         wav = audio.resample(wav16, 16000, model.sample_rate)
+        time_cli(model_args[name], warm_up, work)  # untimed: caches a bundled model's decoder, as a user's first file
         rounds = []
         for _ in range(1 if name == REFERENCE_SPEC else CLI_ROUNDS):
             offline_x = _offline_round_trip_x(time_codec(model, wav, 1))
@@ -503,6 +522,13 @@ def _cli_section(models: dict[str, Codec], model_args: dict[str, str], clips16: 
               f"({every}) | {x / ref_x:.2f} | {x / opus_x:.3f} |")
     print(f"| libopus (ffmpeg) | {opus[0].wall_s:.1f} | {opus[1].wall_s:.1f} | {opus_x:.1f} | - | "
           f"{opus_x / ref_x:.2f} | 1 |")
+    for name, ((enc, dec), _) in rows.items():
+        if model_args[name] in pretrained_names():  # decompressed on the cached decoder above: PyTorch's for scale
+            time_cli(model_args[name], wav_path, work)
+            pytorch = run_codec("decompress", work / "cli.rvq", work / "cli.wav", "--model", model_args[name], "--quiet")
+            print(f"\n{name}: decompress above on the cached onnxruntime decoder (codec.fileformat.onnx_decode); "
+                  f"on PyTorch (`--model {model_args[name]}`) {pytorch.wall_s:.1f} s, peak RSS {pytorch.peak_mb:.0f} MB "
+                  f"against {dec.peak_mb:.0f} MB")
 
 
 def _startup_section(model_arg: str, clips16: list[torch.Tensor], work: Path) -> None:
@@ -519,9 +545,17 @@ def _startup_section(model_arg: str, clips16: list[torch.Tensor], work: Path) ->
         "codec truncate FILE --kbps": run_codec("truncate", packed, work / "truncated.rvq", "--kbps", kbps),
         "ffmpeg -version": run_program("ffmpeg", "-version"),
     }
+    if model_arg in pretrained_names():  # the file names its model: decompressed on the cached decoder
+        rows["codec decompress FILE (3 s, cached decoder)"] = _decompress_cached(packed, work)
     print("| command | wall s | peak RSS MB |\n|---|---|---|")
     for name, run in rows.items():
         print(f"| {name} | {run.wall_s:.2f} | {run.peak_mb:.0f} |")
+
+
+def _decompress_cached(packed: Path, work: Path) -> Run:
+    """``codec decompress`` of a bundled model's file, once to cache its decoder and then timed."""
+    run_codec("decompress", packed, work / "startup.wav", "--quiet")
+    return run_codec("decompress", packed, work / "startup.wav", "--quiet")
 
 
 def _memory_section(main_spec: str, model_args: dict[str, str], clips16: list[torch.Tensor],

@@ -16,6 +16,7 @@ import soundfile as sf
 import torch
 
 from codec import audio
+from codec.fileformat.onnx_decode import CACHE_ENV
 from codec.network.config import CodecConfig
 from codec.network.harmonic_source import PITCH_BINS
 from codec.network.model import Codec
@@ -26,6 +27,13 @@ SEED = 0
 
 # The test models are tiny: one thread runs them fastest and leaves the other core to the rest of the machine.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _no_decoder_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decompression in tests decodes with PyTorch and caches nothing in the home folder; the tests of the
+    onnxruntime decoder (tests/test_onnx_decode.py) point the cache at a temporary folder themselves."""
+    monkeypatch.setenv(CACHE_ENV, "")
 
 
 def data_wavs(channels: int) -> list[Path]:

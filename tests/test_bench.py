@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 from conftest import DATA_DIR, seeded_tiny
 
+from codec.fileformat.onnx_decode import CACHE_ENV
 from eval import bench
 from eval.baselines import parse_baselines
 
@@ -76,6 +77,18 @@ def test_command_line_and_start_up_are_timed_in_fresh_processes(clips: list[torc
     torch_run = bench.run_python("import torch")
     assert "codebooks:" in info.stdout
     assert 0 < info.peak_mb < torch_run.peak_mb  # info imports no torch
+
+
+def test_a_bundled_models_file_is_decompressed_on_the_cached_decoder(
+    clips: list[torch.Tensor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    wav = bench.write_speech(tmp_path / "in.wav", clips, 1.0, RATE)
+    bench.time_cli("speech-16khz", wav, tmp_path)  # the file names its model: no --model, and the cache is written
+    assert any((tmp_path / "cache").iterdir())
+    cached = bench._decompress_cached(tmp_path / "cli.rvq", tmp_path)
+    assert sf.info(str(tmp_path / "startup.wav")).frames == int(1.0 * RATE)
+    assert 0 < cached.peak_mb < bench.run_python("import torch").peak_mb / 2  # no torch in the process
 
 
 def test_speed_table_ratios() -> None:

@@ -15,6 +15,7 @@ from conftest import data_wavs, drift_atol
 from codec import audio
 from codec.cli import COMMAND_MODULES, COMMANDS
 from codec.fileformat.compress import compress, encode_chunks
+from codec.fileformat.onnx_decode import CACHE_ENV
 from codec.network.model import Codec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,12 +64,14 @@ def test_the_command_table_lists_what_the_modules_register() -> None:
     assert registered == COMMANDS
 
 
-def _imports_torch(*args: str) -> tuple[int, bool, str]:
-    """Runs ``codec ARGS`` in a fresh interpreter; its exit status, whether torch got imported, its stdout."""
+def _imports_torch(*args: str, cache: Path | None = None) -> tuple[int, bool, str]:
+    """Runs ``codec ARGS`` in a fresh interpreter (decoder cache in ``cache``, else off); its exit status, whether
+    torch got imported, its stdout."""
     script = ("import sys\nfrom codec.cli import main\ntry:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n"
               "    code = e.code\nprint('torch' in sys.modules)\nsys.exit(code)")
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120,
-                            cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=False)
+                            cwd=REPO, check=False,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", CACHE_ENV: str(cache or "")})
     *lines, flag = result.stdout.strip().splitlines()
     return result.returncode, flag == "True", "\n".join(lines)
 
@@ -87,5 +90,17 @@ def test_info_truncate_and_help_do_not_import_torch(fitted_codec: Codec, tmp_pat
     # A command that runs the model does import it (the check above can fail).
     assert _imports_torch("decompress", str(packed), str(tmp_path / "x.wav"), "--model", str(model_dir),
                           "--quiet")[:2] == (0, True)
+
+
+def test_decompress_on_the_cached_decoder_does_not_import_torch(tmp_path: Path) -> None:
+    """The first decompress of a bundled model's file imports torch and caches the decoder; the next runs on
+    onnxruntime alone and writes the same samples up to the harmonic phase drift (codec.fileformat.onnx_decode)."""
+    packed, cache = tmp_path / "x.rvq", tmp_path / "cache"
+    compress(data_wavs(channels=1)[0], packed, "speech-16khz", bandwidth_kbps=2.0)
+    first, second = tmp_path / "first.wav", tmp_path / "second.wav"
+    assert _imports_torch("decompress", str(packed), str(first), "--quiet", cache=cache)[:2] == (0, True)
+    assert _imports_torch("decompress", str(packed), str(second), "--quiet", cache=cache)[:2] == (0, False)
+    a, b = audio.load(first)[0], audio.load(second)[0]
+    assert a.shape == b.shape and (a - b).abs().max() < 2e-3
 
 

@@ -7,7 +7,10 @@
 
 ``-`` stands for stdin or stdout. The work is done by
 :mod:`codec.fileformat.compress`, which imports torch only where it runs the
-model: ``info`` and ``truncate`` read and copy bytes and start without it.
+model: ``info`` and ``truncate`` read and copy bytes and start without it,
+and ``decompress`` decodes without it once the decoder of the file's model
+and bitrate is cached for onnxruntime (:mod:`codec.fileformat.onnx_decode`;
+the first file of each writes the cache).
 
 ``compress`` and ``decompress`` run on one torch thread unless ``--threads``
 asks for more. Their matrix products cover a second or a few of audio,
@@ -27,7 +30,7 @@ import argparse
 from codec.fileformat.compress import compress, decompress, format_info, load_for_coding, read_info, truncate
 from codec.resolve import DEFAULT_MODEL
 
-#: Torch threads of ``compress`` and ``decompress`` unless ``--threads`` says otherwise.
+#: Threads (torch's or onnxruntime's) of ``compress`` and ``decompress`` unless ``--threads`` says otherwise.
 DEFAULT_THREADS = 1
 
 
@@ -61,9 +64,8 @@ def _compress(args: argparse.Namespace) -> int:
 def _decompress(args: argparse.Namespace) -> int:
     from codec.allocator import keep_freed_memory
 
-    _use_threads(args.threads)
     keep_freed_memory()  # the model comes from the file's header, loaded inside decompress
-    decompress(args.input, args.output, args.model, not args.quiet)
+    decompress(args.input, args.output, args.model, not args.quiet, threads=args.threads)
     return 0
 
 
@@ -79,7 +81,7 @@ def _truncate(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``compress``, ``decompress``, ``info`` and ``truncate`` to the ``codec`` command."""
-    threads_help = f"torch threads (default {DEFAULT_THREADS}: see codec.cli.files)"
+    threads_help = f"threads of torch or onnxruntime (default {DEFAULT_THREADS}: see codec.cli.files)"
     model_help = f"model directory (Codec.save_pretrained) or bundled name (default: {DEFAULT_MODEL})"
     p = subparsers.add_parser("compress", help="compress an audio file")
     p.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count) or - for stdin")

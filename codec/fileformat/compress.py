@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from codec.network.model import Codec
 
 # torch, numpy, soundfile, the model and the entropy coder are imported where they are used, so
-# `codec info` and `codec truncate` (plain bytes) start in a fraction of a second.
+# `codec info` and `codec truncate` (plain bytes) start in a fraction of a second, and a decompression
+# on the cached onnxruntime decoder imports no torch.
 
 #: Seconds of audio encoded per call when compressing (:func:`encode_group`).
 ENCODE_SECONDS = 2.0
@@ -388,7 +389,7 @@ def compress(
 
 # ----- decoding -----------------------------------------------------------------------------------
 def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | None = None) -> Iterator[Tensor]:
-    """Decodes the chunks of ``f`` (positioned after ``header``) to audio at the original rate.
+    """Decodes the chunks of ``f`` (positioned after ``header``) to audio at the original rate, with PyTorch.
 
     Runs inside ``codec.streaming``, on :data:`DECODE_SECONDS` of chunks per
     call, so the concatenated output equals the offline decode of all codes
@@ -403,22 +404,65 @@ def decode_stream(f: BinaryIO, header: Header, loaded: LoadedModel, bar: tqdm | 
     """
     import torch
 
-    from codec.fileformat.chunked_resample import ChunkedResampler
-
-    codec, channels = loaded.codec, header.channels
+    codec = loaded.codec
     tables = loaded.tables if header.entropy_coded else None
-    resampler = ChunkedResampler(header.model_sample_rate, header.sample_rate, channels)
+
+    def decode(codes: np.ndarray) -> np.ndarray:  # [C, n_q, f] -> [C, n]
+        with torch.no_grad():
+            return codec.decode(torch.from_numpy(codes))[:, 0].numpy()
+
+    with codec.streaming(batch_size=header.channels):
+        frames = decode_frames(codec, header.channels)
+        for block in _decoded_blocks(f, header, tables, frames, decode, None, bar):
+            yield torch.from_numpy(block)
+
+
+def _decoded_blocks(
+    f: BinaryIO,
+    header: Header,
+    tables: EntropyTables | None,
+    frames: int,
+    decode: Callable[[np.ndarray], np.ndarray],
+    flush: Callable[[], np.ndarray] | None,
+    bar: tqdm | None,
+) -> Iterator[np.ndarray]:
+    """Audio blocks ``[C, n]`` at the original rate, ``header.num_samples`` in all, from a streaming decoder.
+
+    Args:
+        f, header: The file, positioned after its header.
+        tables: Entropy tables (``None`` for bit-packed codes).
+        frames: Frames of codes per ``decode`` call (the last may hold fewer).
+        decode: Codes ``[C, n_q, f]`` -> model-rate audio ``[C, n]``, carrying its state.
+        flush: Audio the decoder still holds at the end, if it holds any.
+        bar: Progress bar, advanced in seconds.
+    """
+    resampler = None
+    if header.sample_rate != header.model_sample_rate:  # PyTorch's resampler: only then is torch imported
+        import torch
+
+        from codec.fileformat.chunked_resample import ChunkedResampler
+
+        resampler = ChunkedResampler(header.model_sample_rate, header.sample_rate, header.channels)
     model_left, out_left = header.model_num_samples, header.num_samples
-    with codec.streaming(batch_size=channels):
-        for codes in _grouped_codes(f, header, tables, decode_frames(codec, channels)):  # [C, n_q, f]
-            wav = codec.decode(torch.from_numpy(codes))[:, 0, :model_left]  # [C, n]
-            model_left -= wav.shape[-1]
-            out = resampler.process(wav)[:, :out_left]
-            out_left -= out.shape[-1]
-            if bar is not None:
-                bar.update(round(codes.shape[-1] / header.frame_rate_hz, 2))
-            yield out
-    yield resampler.flush()[:, :out_left]
+
+    def at_original_rate(wav: np.ndarray) -> np.ndarray:  # [C, n] at the model rate
+        nonlocal model_left, out_left
+        wav = wav[:, :model_left]
+        model_left -= wav.shape[-1]
+        if resampler is not None:
+            wav = resampler.process(torch.from_numpy(wav)).numpy()
+        wav = wav[:, :out_left]
+        out_left -= wav.shape[-1]
+        return wav
+
+    for codes in _grouped_codes(f, header, tables, frames):  # [C, n_q, f]
+        yield at_original_rate(decode(codes))
+        if bar is not None:
+            bar.update(round(codes.shape[-1] / header.frame_rate_hz, 2))
+    if flush is not None:
+        yield at_original_rate(flush())
+    if resampler is not None:
+        yield resampler.flush().numpy()[:, :out_left]
 
 
 def decode_frames(codec: Codec, channels: int = 1) -> int:
@@ -489,14 +533,23 @@ def decompress(
     dst: str | Path,
     model: LoadedModel | Codec | str | Path | None = None,
     progress: bool = False,
+    cache: bool = True,
+    threads: int | None = None,
 ) -> Header:
     """Decompresses a file to audio at its original rate and channel count.
+
+    Without ``model``, the file is decoded on onnxruntime when the decoder of
+    its model and bitrate is in the cache (:mod:`codec.fileformat.onnx_decode`),
+    without importing PyTorch; otherwise PyTorch decodes it and the decoder
+    is cached afterwards.
 
     Args:
         src: Compressed file, or ``-`` for stdin.
         dst: Audio file to write (format from the extension: wav, flac), or ``-`` (WAV on stdout).
         model: The model that wrote the file (default: the bundled model it names).
         progress: Show a progress bar on stderr for files longer than a few seconds.
+        cache: Use and fill the onnxruntime decoder cache (``RVQ_CODEC_CACHE``).
+        threads: Threads to decode with (default: PyTorch's setting, or one for onnxruntime).
 
     Returns:
         The header of the file.
@@ -506,23 +559,37 @@ def decompress(
         ModelMismatchError: If ``model`` is not the one that wrote the file.
         ModelNotFoundError: If no model is given and the file's is not bundled.
     """
+    import numpy as np
     import soundfile as sf
 
     from codec.audio import check_write_rate
+    from codec.fileformat import onnx_decode
 
     fmt, subtype = _output_format(dst)
     with _open_binary(src) as f:
         header = bitstream.read_header(f)
         check_write_rate(fmt, header.sample_rate, "standard output" if str(dst) == STDIO else dst)
-        loaded = _model_for_file(header, model)
+        fast = onnx_decode.find_decoder(header, threads or 1) if model is None and cache else None
+        if fast is None and threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        loaded = None if fast is not None else _model_for_file(header, model)
         with (
             _atomic_output(dst, (src,)) as tmp,
             _progress(header.duration_s, progress) as bar,
             _writing(dst),
             sf.SoundFile(tmp, "w", header.sample_rate, header.channels, subtype, format=fmt) as out,
         ):
-            for block in decode_stream(f, header, loaded, bar):
-                out.write(block.clamp(-1, 1).T.numpy())
+            if fast is not None:
+                tables = fast.tables if header.entropy_coded else None
+                blocks = _decoded_blocks(f, header, tables, onnx_decode.CHUNK_FRAMES, fast.feed, fast.flush, bar)
+            else:
+                blocks = (block.numpy() for block in decode_stream(f, header, loaded, bar))
+            for block in blocks:
+                out.write(np.clip(block, -1, 1).T)
+    if loaded is not None and model is None and cache:  # decoded with PyTorch: cache the decoder for next time
+        onnx_decode.save_decoder(loaded, header.n_q)
     return header
 
 

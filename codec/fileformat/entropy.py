@@ -33,16 +33,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import constriction
 import numpy as np
-import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
-from torch import Tensor
 
 from codec.atomic import atomic_write
 from codec.errors import ConfigError, FormatError
+
+if TYPE_CHECKING:  # the decoding path needs no torch
+    from torch import Tensor
 
 #: Fixed-point precision of constriction's default categorical model (``2**24`` total weight).
 PRECISION_BITS = 24
@@ -65,6 +67,8 @@ def fit_counts(code_batches: Iterable[Tensor], n_q: int, codebook_size: int) -> 
     Returns:
         Counts ``[n_q, codebook_size]`` (int64), every entry at least 1.
     """
+    import torch
+
     counts = np.ones((n_q, codebook_size), dtype=np.int64)
     for codes in code_batches:
         codes = torch.as_tensor(codes)

@@ -328,6 +328,11 @@ class Codec(nn.Module):
         self._folded = True
         return self
 
+    @property
+    def is_folded(self) -> bool:
+        """Whether :meth:`fold_for_inference` has run (models loaded for coding are folded)."""
+        return getattr(self, "_folded", False)
+
     # ----- persistence ------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
         """Writes ``config.json`` and ``model.safetensors`` to ``directory``, each atomically.
@@ -339,7 +344,7 @@ class Codec(nn.Module):
                 codebook sums; :meth:`from_pretrained` restores float32. The
                 recorded ``model_id`` is that of the model as it will load.
         """
-        if getattr(self, "_folded", False):
+        if self.is_folded:
             raise CodecError("cannot save a model whose weights were folded for inference (fold_for_inference): "
                              "save the model as loaded")
         directory = Path(directory)
