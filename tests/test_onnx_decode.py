@@ -12,6 +12,7 @@ import torch
 from conftest import data_wavs, long_speech
 
 from codec import audio
+from codec.cli import main
 from codec.fileformat import compress as compress_module
 from codec.fileformat import onnx_decode
 from codec.fileformat.bitstream import read_header
@@ -130,6 +131,19 @@ def test_a_damaged_cache_is_removed_and_written_again(
         warnings.simplefilter("error")
         monkeypatch.setattr(compress_module, "_model_for_file", _no_model)
         decompress(packed, tmp_path / "y.wav")
+
+
+def test_the_command_prints_a_damaged_cache_as_one_warning_line(
+    packed: Path, filled_cache: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cache = tmp_path / "cache"
+    shutil.copytree(filled_cache[0], cache)
+    (next(next(cache.iterdir()).iterdir()) / GRAPH_FILE).write_bytes(b"")
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    assert main(["decompress", str(packed), str(tmp_path / "x.wav"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("codec decompress: warning: removed the damaged cached decoder") and err.count("\n") == 1
 
 
 def test_cache_off_or_unwritable_leaves_decoding_on_pytorch(

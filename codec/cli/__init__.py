@@ -15,7 +15,8 @@ eval.demo``, ...) call :func:`run_module`, so their arguments are these.
 
 User errors (:class:`CodecError`) and operating-system errors (a full disk, a
 missing permission) print one line and exit with status 2, never a
-traceback. SIGTERM unwinds like Ctrl-C, so temporary files are removed (exit
+traceback; warnings print one line each (``codec decompress: warning:
+...``). SIGTERM unwinds like Ctrl-C, so temporary files are removed (exit
 status 143); a closed pipe on standard output (``codec decompress x.rvq - |
 head -c1``) ends quietly with status 141, as a process killed by SIGPIPE
 would.
@@ -141,6 +142,22 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """Prints each warning as one line, ``codec COMMAND: warning: ...``, instead of Python's file, line and source."""
+    import warnings
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        print(f"codec {command}: warning: {message}", file=sys.stderr)
+
+    shown = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def _silence_stdout() -> None:
     """Points standard output at /dev/null so the interpreter's final flush does not fail again."""
     with contextlib.suppress(OSError, AttributeError, ValueError):
@@ -163,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with _sigterm_unwinds():
+        with _sigterm_unwinds(), _warnings_as_lines(args.command):
             return int(args.func(args) or 0)
     except CodecError as e:
         print(f"codec {args.command}: error: {e}", file=sys.stderr)
