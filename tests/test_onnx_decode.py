@@ -13,6 +13,7 @@ from conftest import data_wavs, long_speech
 
 from codec import audio
 from codec.cli import main
+from codec.export import snr_db
 from codec.fileformat import compress as compress_module
 from codec.fileformat import onnx_decode
 from codec.fileformat.bitstream import read_header
@@ -49,10 +50,6 @@ def filled_cache(tmp_path_factory: pytest.TempPathFactory, packed: Path) -> tupl
     return cache, out
 
 
-def _snr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
-    return float(10 * torch.log10(reference.pow(2).sum() / (reference - other).pow(2).sum()))
-
-
 def _no_model(*args: object) -> None:
     raise AssertionError("the model was loaded: the file was not decoded on the cached graph")
 
@@ -72,7 +69,7 @@ def test_the_cache_decodes_what_pytorch_decodes(
     decompress(packed, out)
     reference, decoded = audio.load(pytorch_out)[0], audio.load(out)[0]
     assert decoded.shape == reference.shape == (1, header.num_samples)
-    assert _snr_db(reference, decoded) >= MIN_SNR_DB
+    assert snr_db(reference, decoded) >= MIN_SNR_DB
     # Without the cache, PyTorch decodes (and the check above can fail).
     monkeypatch.setenv(CACHE_ENV, "")
     with pytest.raises(AssertionError, match="the model was loaded"):
@@ -107,7 +104,7 @@ def test_stereo_44khz_file_through_the_cache(tmp_path: Path, loaded: compress_mo
     decoded, onnx_rate = audio.load(tmp_path / "onnx.wav")
     assert (rate, onnx_rate) == (44100, 44100) and decoded.shape == reference.shape and reference.shape[0] == 2
     for channel in range(2):
-        assert _snr_db(reference[channel], decoded[channel]) >= MIN_SNR_DB
+        assert snr_db(reference[channel], decoded[channel]) >= MIN_SNR_DB
 
 
 @pytest.mark.parametrize("damage", ["graph", "header"])

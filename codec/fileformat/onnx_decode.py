@@ -23,7 +23,7 @@ The output equals PyTorch's decoding up to float rounding, with one
 amplification: the harmonic source integrates the pitch track into a phase,
 so a pitch that differs in its last bit moves the phase of voiced frames
 by up to a few thousandths of a radian over a chunk, and the phase is
-carried on. On speech the two outputs stay 60 dB apart or more (tested).
+carried on. On speech the two outputs agree to 60 dB SNR or better (tested).
 """
 
 from __future__ import annotations
