@@ -413,3 +413,29 @@ def test_init_from_a_decoder_without_harmonics_keeps_its_weights(tmp_path: Path)
     tuned.save_pretrained(tmp_path / "harmonic")
     back = train(tiny(**(plain | run | {"init": str(tmp_path / "harmonic")})), tmp_path / "back", quiet=True)
     assert Codec.from_pretrained(back).decoder.source_head is None
+
+
+def test_init_may_add_decoder_blocks_that_start_as_identities(
+    tmp_path: Path, speech: Callable[..., torch.Tensor]
+) -> None:
+    """A fine-tune with more decoder blocks decodes as the saved model did at its start, then trains the new ones."""
+    shallow = tiny(**(HARMONIC | {"model.decoder_layers": 2}))
+    torch.manual_seed(0)
+    source = Codec(shallow.model)
+    with torch.no_grad():
+        source.train()(speech(16000, index=0, seconds=1.0))  # k-means start of the codebooks, so decoding means something
+    source.save_pretrained(tmp_path / "source")
+    run = {"model.decoder_layers": 4, "steps": 2, "checkpoint_every": 2, "init": str(tmp_path / "source")}
+    deeper = tiny(**(HARMONIC | run))
+    grown = Codec(deeper.model)
+    from train.loop import initialize_from
+
+    initialize_from(grown, str(tmp_path / "source"))
+    wav = speech(16000, index=1, seconds=1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(wav).wav_hat, source.eval()(wav).wav_hat, rtol=0, atol=1e-6)
+    assert all(float(block.gamma.detach().abs().max()) == 0.0 for block in grown.decoder.blocks[2:])
+    tuned = Codec.from_pretrained(train(deeper, tmp_path / "run", quiet=True))
+    assert all(float(block.gamma.detach().abs().max()) > 0.0 for block in tuned.decoder.blocks[2:])  # the new blocks learn
+    with pytest.raises(TrainingError, match="may add blocks, not drop them"):
+        initialize_from(Codec(shallow.model), str(tmp_path / "run" / "model"))

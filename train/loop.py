@@ -186,6 +186,9 @@ HEAD_LAYOUT_KEYS = frozenset({"decoder_phase", "decoder_subframes", "n_fft"})
 #: Added by ``decoder_harmonics``: a fine-tune from a decoder without them starts them afresh.
 ADDED_KEYS = frozenset({"decoder_harmonics"})
 SOURCE_PREFIX = "decoder.source_head."
+#: The iSTFT decoder's depth: a fine-tune may add blocks after the saved ones (:func:`_grown_blocks`).
+GROWN_KEYS = frozenset({"decoder_layers"})
+BLOCKS_PREFIX = "decoder.blocks."
 
 #: The iSTFT decoder's output layer.
 HEAD_PREFIX = "decoder.head."
@@ -208,12 +211,15 @@ def initialize_from(model: Codec, name_or_path: str, decoder: bool = True) -> No
         TrainingError: If the saved model's architecture differs from ``model``'s
             (any model setting outside :data:`TRAINING_ONLY_KEYS`, and outside
             :data:`HEAD_LAYOUT_KEYS` and :data:`ADDED_KEYS` for two iSTFT decoders,
-            or :data:`DECODER_KEYS` without ``decoder``).
+            or :data:`DECODER_KEYS` without ``decoder``), or fewer decoder blocks.
     """
     source = load_codec(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
     istft = mine["decoder"] == theirs["decoder"] == "istft"
-    free = TRAINING_ONLY_KEYS | HEAD_LAYOUT_KEYS | ADDED_KEYS if istft else TRAINING_ONLY_KEYS
+    free = TRAINING_ONLY_KEYS | HEAD_LAYOUT_KEYS | ADDED_KEYS | GROWN_KEYS if istft else TRAINING_ONLY_KEYS
+    if istft and decoder and mine["decoder_layers"] < theirs["decoder_layers"]:
+        raise TrainingError(f"init={name_or_path!r} has {theirs['decoder_layers']} decoder blocks and model."
+                            f"decoder_layers is {mine['decoder_layers']}: a fine-tune may add blocks, not drop them")
     if not decoder:
         free |= DECODER_KEYS
     differ = ", ".join(f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in mine if k not in free and mine[k] != theirs[k])
@@ -233,10 +239,27 @@ def initialize_from(model: Codec, name_or_path: str, decoder: bool = True) -> No
         state.update(_relaid_head(state, source.config, model))
     own = model.state_dict()
     fresh = {k: v for k, v in own.items() if k.startswith(SOURCE_PREFIX) and k not in state}
-    model.load_state_dict({k: v for k, v in state.items() if k in own or not k.startswith(SOURCE_PREFIX)} | fresh)
-    log.info("generator initialised from %s (model id %s)%s%s", name_or_path, source.model_id,
+    grown = _grown_blocks(own, state)
+    model.load_state_dict({k: v for k, v in state.items() if k in own or not k.startswith(SOURCE_PREFIX)}
+                          | fresh | grown)
+    log.info("generator initialised from %s (model id %s)%s%s%s", name_or_path, source.model_id,
              "; the decoder head's log-magnitude rows carried to each predicted frame's bins, any phase rows "
-             "start afresh" if relaid else "", "; the harmonic source's head starts afresh" if fresh else "")
+             "start afresh" if relaid else "", "; the harmonic source's head starts afresh" if fresh else "",
+             f"; {theirs['decoder_layers']} decoder blocks, then {mine['decoder_layers'] - theirs['decoder_layers']} "
+             "new ones that start as identities" if grown else "")
+
+
+def _grown_blocks(own: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights of ``own``'s decoder blocks that ``saved`` lacks, each block's output scale ``gamma`` at 0.
+
+    A block adds ``gamma * mlp(x)`` to its input, so with ``gamma`` at 0 the
+    grown decoder computes what the saved one did (the blocks come before the
+    final norm), and its new blocks take a share of the gradient through their
+    ``gamma`` from the first step on, as residual blocks initialised at zero
+    do (ReZero, Bachlechner et al. 2020, arXiv 2003.04887).
+    """
+    return {k: torch.zeros_like(v) if k.endswith(".gamma") else v
+            for k, v in own.items() if k.startswith(BLOCKS_PREFIX) and k not in saved}
 
 
 def _relaid_head(state: dict[str, torch.Tensor], source: CodecConfig, model: Codec) -> dict[str, torch.Tensor]:
