@@ -70,6 +70,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recipes": ("codec.cli.evaluation", "score the CPU-time snapshots of training runs and compare recipes"),
     "phase-recovery": ("codec.cli.evaluation", "speech rendered from its true magnitudes with recovered phases"),
     "pitch-probe": ("codec.cli.evaluation", "how precisely a model's codes carry pitch, read by a small probe"),
+    "decompose": ("codec.cli.evaluation", "what holds decoded speech down: its magnitudes, phases or pitch"),
 }
 #: Modules that contribute sub-commands.
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))

@@ -10,11 +10,12 @@
     codec recipes RUN_DIR [RUN_DIR ...] --data DEV_CLIPS --out DIR [--kbps 1,2] [--limit 13]
     codec phase-recovery --data DEV_CLIPS [--limit 4] [--hops 160,320] [--lambdas 0.18] [--heap]
     codec pitch-probe --model M [--model M2 ...] --train TRAIN --dev DEV [--kbps 0,2]
+    codec decompose --model M [--model M2 ...] --data DEV_CLIPS [--kbps 2,0] [--limit 13]
 
 ``python -m eval.codebooks``, ``eval.phonetic``, ``eval.bench``,
 ``eval.bench_bitstream``, ``eval.demo`` (``make demo``), ``eval.recipes``,
-``eval.phase_recovery`` and ``eval.pitch_probe`` run the same commands. ``codec eval`` writes ``results.json``,
-``results.md``, ``rate_distortion.png`` and the listening page
+``eval.phase_recovery``, ``eval.pitch_probe`` and ``eval.decompose`` run the same commands. ``codec eval``
+writes ``results.json``, ``results.md``, ``rate_distortion.png`` and the listening page
 ``index.html`` (its audio and spectrograms in ``listen/``) to ``--out`` and
 prints the markdown table.
 """
@@ -311,10 +312,31 @@ def _register_pitch_probe(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_pitch_probe)
 
 
+def _decompose(args: argparse.Namespace) -> int:
+    from eval.decompose import compare
+
+    return compare(args.model, args.data, numbers(args.kbps, "--kbps"), args.limit, args.seconds, args.n_fft)
+
+
+def _register_decompose(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("decompose", help="what holds decoded speech down: its magnitudes, phases or pitch",
+                              description="PESQ and ViSQOL of a model's decoded clips, of their magnitudes with the "
+                              "clips' own phases, of the clips' magnitudes with their phases, and of the decoder "
+                              "driven by Praat's pitch (decoders with harmonics).")
+    p.add_argument("--model", action="append", required=True,
+                   help="a saved model directory or a bundled name; repeat to compare")
+    p.add_argument("--data", required=True, help="folder or JSONL manifest of speech clips")
+    p.add_argument("--kbps", default="2,0", help="bitrates; 0 for the unquantized latent (default %(default)s)")
+    p.add_argument("--limit", type=int, default=13, help="clips to use, from the top (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds from each clip's start (default %(default)s)")
+    p.add_argument("--n-fft", type=int, default=512, help="STFT that swaps magnitudes and phases (default %(default)s)")
+    p.set_defaults(func=_decompose)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``eval``, ``codebooks``, ``phonetic``, ``voices``, ``bench``, ``bench-bitstream``, ``demo``, ``recipes``,
-    ``phase-recovery`` and ``pitch-probe``."""
+    ``phase-recovery``, ``pitch-probe`` and ``decompose``."""
     for add in (_register_eval, _register_codebooks, _register_phonetic, _register_voices, _register_bench,
                 _register_bench_bitstream, _register_demo, _register_recipes, _register_phase_recovery,
-                _register_pitch_probe):
+                _register_pitch_probe, _register_decompose):
         add(subparsers)
