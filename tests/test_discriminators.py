@@ -83,10 +83,12 @@ def test_mrd_splits_each_resolution_into_its_bands() -> None:
     assert logits.shape == (2, 1, frames, sum(-(-b // 8) for b in bins))  # three frequency strides of 2
 
 
-def test_mrd_tells_real_speech_from_a_muffled_copy_after_training(speech) -> None:
+@pytest.mark.parametrize("magnitude_only", [False, True])
+def test_mrd_tells_real_speech_from_a_muffled_copy_after_training(speech, magnitude_only: bool) -> None:
     """A few critic updates on real speech against a low-passed copy separate their logits."""
     torch.manual_seed(0)
-    disc = Discriminators(DiscConfig(kinds=("mrd",), mrd_windows=(256,), mrd_channels=4))
+    disc = Discriminators(DiscConfig(kinds=("mrd",), mrd_windows=(256,), mrd_channels=4,
+                                     mrd_magnitude_only=magnitude_only))
     real = torch.cat([speech(16000, index=i, seconds=0.5) for i in range(2)])  # [2, 1, T]
     fake = torch.nn.functional.avg_pool1d(real, 9, stride=1, padding=4)  # muffled: little above 1 kHz
     opt = torch.optim.Adam(disc.parameters(), 1e-2)
@@ -99,6 +101,19 @@ def test_mrd_tells_real_speech_from_a_muffled_copy_after_training(speech) -> Non
         (real_logits, _), = disc(real)
         (fake_logits, _), = disc(fake)
     assert real_logits.mean() > fake_logits.mean() + 0.5
+
+
+def test_a_magnitude_only_mrd_cannot_see_phase(speech) -> None:
+    """Negating speech shifts every STFT phase by pi and keeps the magnitudes: only the complex critic sees it."""
+    torch.manual_seed(0)
+    wav = speech(16000, index=0, seconds=0.5)
+    for magnitude_only, same in ((True, True), (False, False)):
+        disc = Discriminators(DiscConfig(kinds=("mrd",), mrd_windows=(512,), mrd_channels=4,
+                                         mrd_magnitude_only=magnitude_only))
+        with torch.no_grad():
+            (logits, _), = disc(wav)
+            (flipped, _), = disc(-wav)
+        assert torch.allclose(logits, flipped, atol=1e-5) == same
 
 
 def test_log_mel_loss_is_zero_for_equal_signals_and_log10_of_a_gain(speech) -> None:

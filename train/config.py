@@ -159,6 +159,10 @@ class DiscConfig:
         mrd_channels: Channels of each band's 2-d convolutions (DAC: 32).
         mrd_bands: Band edges as fractions of the STFT bins (DAC: 0, 0.1,
             0.25, 0.5, 0.75, 1).
+        mrd_magnitude_only: The MRD judges ``log10`` STFT magnitudes instead
+            of the complex spectrum: the spectrogram's texture, not its phase
+            (``codec decompose`` finds the bundled decoder's magnitudes, not
+            its phases, what holds ViSQOL down).
         start_step: The critics train from this step on.
         judge_step: The critics judge the generator (adversarial and feature
             losses) from this step on; until then they only learn, on the
@@ -181,6 +185,7 @@ class DiscConfig:
     mrd_windows: tuple[int, ...] = (2048, 1024, 512)
     mrd_channels: int = 32
     mrd_bands: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+    mrd_magnitude_only: bool = False
     start_step: int = 0
     judge_step: int = 0
     update_prob: float = 1.0

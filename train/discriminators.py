@@ -112,7 +112,10 @@ class BandedSTFTDiscriminator(nn.Module):
     """DAC-style multi-resolution STFT discriminator at one window: each frequency band has its own 2-d convolutions.
 
     The complex STFT (Hann window, hop a quarter) enters as real and imaginary
-    channels ``[B, 2, frames, bins]``; each band of bins goes through its own
+    channels ``[B, 2, frames, bins]`` (or, with ``magnitude_only``, as one
+    channel of ``log10`` magnitudes floored at 1e-5, the scale of the log-mel
+    loss: a critic of the spectrogram's texture that has no phase to judge,
+    as UnivNet's resolution critic judges magnitudes); each band of bins goes through its own
     stack (kernel 3 x 9, the middle three strided by 2 along frequency), the
     band outputs are joined along frequency and one last convolution gives
     the logits. Separate weights per band let the critic judge high bands,
@@ -122,19 +125,20 @@ class BandedSTFTDiscriminator(nn.Module):
         window: STFT window and FFT size.
         channels: Channels of every convolution.
         bands: Band edges as fractions of the ``window // 2 + 1`` bins.
+        magnitude_only: Judge log-magnitudes instead of the complex spectrum.
     """
 
-    def __init__(self, window: int, channels: int, bands: tuple[float, ...]) -> None:
+    def __init__(self, window: int, channels: int, bands: tuple[float, ...], magnitude_only: bool = False) -> None:
         super().__init__()
-        self.window = window
+        self.window, self.magnitude_only = window, magnitude_only
         bins = window // 2 + 1
         self.edges = [(int(lo * bins), int(hi * bins)) for lo, hi in itertools.pairwise(bands)]
-        self.bands = nn.ModuleList(self._band(channels) for _ in self.edges)
+        self.bands = nn.ModuleList(self._band(channels, 1 if magnitude_only else 2) for _ in self.edges)
         self.head = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
 
     @staticmethod
-    def _band(channels: int) -> nn.ModuleList:
-        layers = [weight_norm(nn.Conv2d(2, channels, (3, 9), padding=(1, 4)))]
+    def _band(channels: int, inputs: int) -> nn.ModuleList:
+        layers = [weight_norm(nn.Conv2d(inputs, channels, (3, 9), padding=(1, 4)))]
         layers += [weight_norm(nn.Conv2d(channels, channels, (3, 9), (1, 2), padding=(1, 4))) for _ in range(3)]
         layers.append(weight_norm(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1))))
         return nn.ModuleList(layers)
@@ -145,7 +149,10 @@ class BandedSTFTDiscriminator(nn.Module):
             wav[:, 0], self.window, self.window // 4, window=torch.hann_window(self.window, device=wav.device),
             return_complex=True,
         )  # [B, bins, frames]
-        x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # [B, 2, frames, bins]
+        if self.magnitude_only:
+            x = spec.abs().clamp(min=1e-5).log10().unsqueeze(1).transpose(2, 3)  # [B, 1, frames, bins]
+        else:
+            x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # [B, 2, frames, bins]
         features, outputs = [], []
         for (lo, hi), layers in zip(self.edges, self.bands):
             y = x[..., lo:hi]
@@ -172,7 +179,8 @@ class Discriminators(nn.Module):
         if "msstft" in config.kinds:
             subs += [STFTDiscriminator(w, config.msstft_filters) for w in config.msstft_windows]
         if "mrd" in config.kinds:
-            subs += [BandedSTFTDiscriminator(w, config.mrd_channels, config.mrd_bands) for w in config.mrd_windows]
+            subs += [BandedSTFTDiscriminator(w, config.mrd_channels, config.mrd_bands, config.mrd_magnitude_only)
+                     for w in config.mrd_windows]
         self.subs = nn.ModuleList(subs)
         self.msd_scales = config.msd_scales if "msd" in config.kinds else 0
 
