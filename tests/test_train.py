@@ -17,7 +17,7 @@ from codec.network.model import Codec
 from codec.pitch import frame_pitch, pitch_loss
 from train.config import OptimConfig, TrainConfig
 from train.data import load_excerpt, probe
-from train.loop import TrainingError, lr_factor, train, validate
+from train.loop import TrainingError, initialize_from, lr_factor, train, validate
 from train.losses import FrameMagnitudeLoss, MelLoss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -428,8 +428,6 @@ def test_init_may_add_decoder_blocks_that_start_as_identities(
     run = {"model.decoder_layers": 4, "steps": 2, "checkpoint_every": 2, "init": str(tmp_path / "source")}
     deeper = tiny(**(HARMONIC | run))
     grown = Codec(deeper.model)
-    from train.loop import initialize_from
-
     initialize_from(grown, str(tmp_path / "source"))
     wav = speech(16000, index=1, seconds=1.0)
     with torch.no_grad():

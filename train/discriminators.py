@@ -115,10 +115,10 @@ class BandedSTFTDiscriminator(nn.Module):
     channels ``[B, 2, frames, bins]`` (or, with ``magnitude_only``, as one
     channel of ``log10`` magnitudes floored at 1e-5, the scale of the log-mel
     loss: a critic of the spectrogram's texture that has no phase to judge,
-    as UnivNet's resolution critic judges magnitudes); each band of bins goes through its own
-    stack (kernel 3 x 9, the middle three strided by 2 along frequency), the
-    band outputs are joined along frequency and one last convolution gives
-    the logits. Separate weights per band let the critic judge high bands,
+    as UnivNet's resolution critic judges magnitudes); each band of bins goes
+    through its own stack (kernel 3 x 9, the middle three strided by 2 along
+    frequency), the band outputs are joined along frequency and one last
+    convolution gives the logits. Separate weights per band let the critic judge high bands,
     where speech has little energy, on their own terms.
 
     Args:

@@ -210,8 +210,9 @@ def initialize_from(model: Codec, name_or_path: str, decoder: bool = True) -> No
     Raises:
         TrainingError: If the saved model's architecture differs from ``model``'s
             (any model setting outside :data:`TRAINING_ONLY_KEYS`, and outside
-            :data:`HEAD_LAYOUT_KEYS` and :data:`ADDED_KEYS` for two iSTFT decoders,
-            or :data:`DECODER_KEYS` without ``decoder``), or fewer decoder blocks.
+            :data:`HEAD_LAYOUT_KEYS`, :data:`ADDED_KEYS` and :data:`GROWN_KEYS` for
+            two iSTFT decoders, or :data:`DECODER_KEYS` without ``decoder``), or an
+            iSTFT decoder with fewer blocks than the saved one.
     """
     source = load_codec(os.path.expanduser(name_or_path))
     mine, theirs = to_dict(model.config), to_dict(source.config)
