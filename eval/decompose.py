@@ -23,18 +23,16 @@ that scores far above ``decoded`` points at the part the decoder gets wrong.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from codec import sources
-from codec.audio import load
 from codec.network.model import Codec
 from codec.pitch import frame_pitch
 from codec.resolve import load_codec
 from eval import metrics
+from eval.pitch_probe import latent_at, whole_frames
 
 VERSIONS = ("decoded", "decoded magnitudes", "decoded phases", "Praat's pitch")
 
@@ -51,8 +49,8 @@ def swap(magnitude_of: np.ndarray, phase_of: np.ndarray, n_fft: int = 512) -> np
 def decode(model: Codec, wav: Tensor, kbps: float, f0: Tensor | None = None) -> np.ndarray:
     """``wav`` [1, 1, T] (T a multiple of the hop) through the model at ``kbps`` (0: the unquantized latent),
     driven by the fundamental ``f0`` [1, F] (Hz) instead of the decoder's own if given; ``[T]``."""
+    z = latent_at(model, wav, kbps)
     with torch.inference_mode():
-        z = model.encoder(wav) if kbps == 0 else model.quantizer.decode(model.encode(wav, bandwidth_kbps=kbps).codes)
         out = model.decoder(z) if f0 is None else model.decoder.render(model.decoder.head_output(z), f0)
     return out[0, 0].numpy()
 
@@ -90,10 +88,7 @@ def compare(models: list[str], data: str, kbps: list[float], limit: int = 13, se
     print("| model | kbps | " + " | ".join(VERSIONS) + " |\n|---|---|" + "---|" * len(VERSIONS))
     for spec in models:
         model = load_codec(spec).eval()
-        clips = []
-        for path in files:
-            wav = load(path, model.sample_rate, mono=True)[0][..., : int(seconds * model.sample_rate)]
-            clips.append(wav[..., : wav.shape[-1] // model.hop_length * model.hop_length][None])  # [1, 1, T]
+        clips = [whole_frames(model, path, seconds) for path in files]
         for rate in kbps:
             row = scores(model, clips, rate, n_fft)
             cells = [f"{row[v][0]:.2f} / {row[v][1]:.2f}" if v in row else "-" for v in VERSIONS]

@@ -48,16 +48,26 @@ class PitchProbe:
     dev_frames: int
 
 
+def whole_frames(model: Codec, path: Path, max_seconds: float) -> Tensor:
+    """The first ``max_seconds`` of a file, mono at the model's rate, cut to whole frames: ``[1, 1, F * hop]``."""
+    wav = load(path, model.sample_rate, mono=True)[0][..., : int(max_seconds * model.sample_rate)]  # [1, T]
+    return wav[..., : wav.shape[-1] // model.hop_length * model.hop_length][None]
+
+
+def latent_at(model: Codec, wav: Tensor, kbps: float) -> Tensor:
+    """The latent ``[B, D, F]`` the decoder sees for ``wav`` [B, 1, T] (T a multiple of the hop): the RVQ's
+    decoded codes at ``kbps``, or the encoder's unquantized output for ``kbps`` 0."""
+    with torch.inference_mode():
+        return model.encoder(wav) if kbps == 0 else model.quantizer.decode(model.encode(wav, bandwidth_kbps=kbps).codes)
+
+
 def frames(model: Codec, path: Path, kbps: float, max_seconds: float) -> tuple[Tensor, Tensor] | None:
     """Latent context rows ``[F, CONTEXT * D]`` and Praat's pitch ``[F]`` (Hz, 0 = unvoiced) of one file, or
     ``None`` for a file too short to track."""
-    wav = load(path, model.sample_rate, mono=True)[0][..., : int(max_seconds * model.sample_rate)]  # [1, T]
-    wav = wav[..., : wav.shape[-1] // model.hop_length * model.hop_length][None]  # [1, 1, F * hop]
+    wav = whole_frames(model, path, max_seconds)
     if wav.shape[-1] < 0.1 * model.sample_rate:
         return None
-    with torch.inference_mode():
-        z = model.encoder(wav) if kbps == 0 else model.quantizer.decode(model.encode(wav, bandwidth_kbps=kbps).codes)
-    z = z[0].T  # [F, D]
+    z = latent_at(model, wav, kbps)[0].T  # [F, D]
     rows = torch.cat([nn.functional.pad(z, (0, 0, k, 0))[: z.shape[0]] for k in range(CONTEXT)], dim=1)
     return rows, frame_pitch(wav, model.sample_rate, model.hop_length, 2 * model.hop_length)[0]
 
@@ -123,10 +133,9 @@ def decoder_pitch(model: Codec, files: list[Path], kbps: float) -> DecoderPitch:
     bins = model.config.n_fft // 2 + 1
     cents, agree, frames, harmonic, total = [], 0, 0, 0.0, 0.0
     for path in files:
-        wav = load(path, model.sample_rate, mono=True)[0][..., : 10 * model.sample_rate]
-        wav = wav[..., : wav.shape[-1] // model.hop_length * model.hop_length][None]  # [1, 1, F * hop]
+        wav = whole_frames(model, path, 10.0)
+        z = latent_at(model, wav, kbps)
         with torch.inference_mode():
-            z = model.encoder(wav) if kbps == 0 else model.quantizer.decode(model.encode(wav, bandwidth_kbps=kbps).codes)
             head = decoder.head_output(z)  # [1, F, 3K + P + 1]
             f0 = decoder.f0(head)[0]
             gain = head[..., 2 * bins : 3 * bins].clamp(max=0.0).exp()
